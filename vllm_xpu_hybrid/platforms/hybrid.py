@@ -287,10 +287,13 @@ def log_layer_backends(vllm_config: VllmConfig) -> None:
         logger.info_once(
             "vllm-xpu-hybrid: %s layers -> %s (%s).", kind, path, why
         )
-    logger.info_once(
-        "vllm-xpu-hybrid: KV-cache block size %d, Mamba block size %s, "
-        "Mamba page padded to %s bytes.",
-        cache_config.block_size,
-        cache_config.mamba_block_size,
-        cache_config.mamba_page_size_padded,
-    )
+    if cache_config.mamba_block_size is None:
+        logger.info_once("vllm-xpu-hybrid: KV-cache block size %d.", cache_config.block_size)
+    else:
+        logger.info_once(
+            "vllm-xpu-hybrid: KV-cache block size %d, Mamba block size %d, Mamba "
+            "page padded to %s bytes.",
+            cache_config.block_size,
+            cache_config.mamba_block_size,
+            cache_config.mamba_page_size_padded,
+        )

@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: Apache-2.0
+"""selective_state_update against the per-step reference in
+ops/mamba_reference.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vllm_xpu_hybrid.ops import mamba_reference as ref
+from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
+
+TOLERANCES = {
+    torch.float32: {"atol": 1e-4, "rtol": 1e-4},
+    torch.float16: {"atol": 1e-2, "rtol": 1e-2},
+    torch.bfloat16: {"atol": 6e-2, "rtol": 2e-2},
+}
+
+
+def _skip_unsupported(device: str, *dtypes: torch.dtype) -> None:
+    if device == "cpu" and torch.bfloat16 in dtypes:
+        pytest.skip("bf16 is checked on a GPU only (Triton's interpreter lacks bf16)")
+
+
+def _loosest(*dtypes):
+    return TOLERANCES[max(dtypes, key=lambda d: TOLERANCES[d]["atol"])]
+
+
+def _inputs(gen, batch, nheads, headdim, ngroups, dstate, dtype, device):
+    x = torch.randn(batch, nheads, headdim, generator=gen).to(dtype).to(device)
+    dt = (torch.randn(batch, nheads, generator=gen) * 0.5 - 1.0).to(dtype).to(device)
+    A = -torch.exp(torch.rand(nheads, generator=gen)).to(device)
+    B = torch.randn(batch, ngroups, dstate, generator=gen).to(dtype).to(device)
+    C = torch.randn(batch, ngroups, dstate, generator=gen).to(dtype).to(device)
+    D = torch.randn(nheads, generator=gen).to(device)
+    dt_bias = (torch.rand(nheads, generator=gen) - 0.5).to(device)
+    z = torch.randn(batch, nheads, headdim, generator=gen).to(dtype).to(device)
+    return x, dt, A, B, C, D, dt_bias, z
+
+
+def _pool(gen, num_slots, nheads, headdim, dstate, dtype, device):
+    page = nheads * headdim * dstate
+    raw = torch.randn(num_slots, page + 3, generator=gen).to(dtype).to(device)
+    return raw[:, :page].view(num_slots, nheads, headdim, dstate)
+
+
+def _check(states, idx, args, kwargs, dtype, state_dtype, pad_slot_id=-1):
+    expected_states = states.cpu().clone()
+    cpu = lambda v: v.cpu() if isinstance(v, torch.Tensor) else v  # noqa: E731
+    expected = ref.selective_state_update_ref(
+        expected_states, *[cpu(a) for a in args], idx.cpu(), pad_slot_id=pad_slot_id,
+        **{k: cpu(v) for k, v in kwargs.items()},
+    )
+    out = selective_state_update(states, *args, idx, pad_slot_id=pad_slot_id, **kwargs)
+    torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[dtype])
+    torch.testing.assert_close(states.cpu(), expected_states, **_loosest(dtype, state_dtype))
+    return out
+
+
+@pytest.mark.parametrize("ngroups,headdim,dstate", [(1, 80, 16), (2, 64, 128), (4, 16, 8)])
+@pytest.mark.parametrize("dtype,state_dtype", [
+    (torch.float32, torch.float32),
+    (torch.float16, torch.float16),
+    (torch.float16, torch.float32),
+    (torch.bfloat16, torch.float32),
+])
+@pytest.mark.parametrize("use_z", [False, True])
+def test_matches_reference(device, ngroups, headdim, dstate, dtype, state_dtype, use_z):
+    _skip_unsupported(device, dtype, state_dtype)
+    gen = torch.Generator().manual_seed(headdim * dstate + ngroups)
+    nheads, batch = 4, 5
+    x, dt, A, B, C, D, dt_bias, z = _inputs(gen, batch, nheads, headdim, ngroups, dstate, dtype, device)
+    states = _pool(gen, 7, nheads, headdim, dstate, state_dtype, device)
+    idx = torch.tensor([4, -1, 0, 6, 2], dtype=torch.int32, device=device)
+    _check(states, idx, (x, dt, A, B, C),
+           dict(D=D, z=z if use_z else None, dt_bias=dt_bias, dt_softplus=True), dtype, state_dtype)
+
+
+def test_vllm_expanded_views(device):
+    """MambaMixer2 passes dt, dt_bias and D expanded over headdim and A over
+    (headdim, dstate) with stride-0 views (mamba_mixer2.py:963-970): same
+    result as the per-head forms."""
+    gen = torch.Generator().manual_seed(3)
+    nheads, headdim, ngroups, dstate, batch = 4, 80, 2, 16, 3
+    x, dt, A, B, C, D, dt_bias, _ = _inputs(gen, batch, nheads, headdim, ngroups, dstate, torch.float32, device)
+    states = _pool(gen, 4, nheads, headdim, dstate, torch.float32, device)
+    states_expanded = states.clone()
+    idx = torch.tensor([3, 1, 0], dtype=torch.int32, device=device)
+    out = selective_state_update(states, x, dt, A, B, C, idx, D=D, dt_bias=dt_bias, dt_softplus=True)
+    out_expanded = selective_state_update(
+        states_expanded, x, dt[:, :, None].expand(-1, -1, headdim),
+        A[:, None, None].expand(-1, headdim, dstate), B, C, idx,
+        D=D[:, None].expand(-1, headdim), dt_bias=dt_bias[:, None].expand(-1, headdim),
+        dt_softplus=True,
+    )
+    torch.testing.assert_close(out_expanded, out, **TOLERANCES[torch.float32])
+    torch.testing.assert_close(states_expanded, states, **TOLERANCES[torch.float32])
+
+
+def test_mamba1_layout_through_views(device):
+    """Mamba-1's per-channel state [slots, d_inner, dstate] is one head of
+    headdim d_inner, with per-channel dt and a per-element A."""
+    gen = torch.Generator().manual_seed(4)
+    d_inner, dstate, batch = 200, 16, 3
+    states = torch.randn(5, d_inner, dstate, generator=gen).to(device)
+    x = torch.randn(batch, d_inner, generator=gen).to(device)
+    dt = torch.randn(batch, d_inner, generator=gen).to(device)
+    A = -torch.exp(torch.rand(d_inner, dstate, generator=gen)).to(device)
+    B = torch.randn(batch, dstate, generator=gen).to(device)
+    C = torch.randn(batch, dstate, generator=gen).to(device)
+    D = torch.randn(d_inner, generator=gen).to(device)
+    dt_bias = torch.randn(d_inner, generator=gen).to(device)
+    z = torch.randn(batch, d_inner, generator=gen).to(device)
+    idx = torch.tensor([4, 0, 2], dtype=torch.int32, device=device)
+    _check(states.unsqueeze(1), idx,
+           (x.unsqueeze(1), dt.unsqueeze(1), A.unsqueeze(0), B.unsqueeze(1), C.unsqueeze(1)),
+           dict(D=D.unsqueeze(0), z=z.unsqueeze(1), dt_bias=dt_bias.unsqueeze(0), dt_softplus=True),
+           torch.float32, torch.float32)
+
+
+def test_dt_limit(device):
+    gen = torch.Generator().manual_seed(6)
+    x, dt, A, B, C, D, dt_bias, _ = _inputs(gen, 2, 4, 32, 1, 16, torch.float32, device)
+    states = _pool(gen, 2, 4, 32, 16, torch.float32, device)
+    idx = torch.tensor([1, 0], dtype=torch.int32, device=device)
+    _check(states, idx, (x, dt, A, B, C), dict(dt_limit=(0.3, 0.4)), torch.float32, torch.float32)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_sweep(device, seed):
+    gen = torch.Generator().manual_seed(3000 + seed)
+    nheads = [4, 8, 2][seed]
+    ngroups = [1, 2, 2][seed]
+    headdim = int(torch.randint(1, 100, (1,), generator=gen))
+    dstate = int(torch.randint(1, 70, (1,), generator=gen))
+    batch = int(torch.randint(1, 6, (1,), generator=gen))
+    x, dt, A, B, C, D, dt_bias, z = _inputs(gen, batch, nheads, headdim, ngroups, dstate, torch.float32, device)
+    states = _pool(gen, batch + 2, nheads, headdim, dstate, torch.float32, device)
+    idx = torch.randperm(batch + 2, generator=gen)[:batch].to(torch.int32).to(device)
+    _check(states, idx, (x, dt, A, B, C), dict(D=D, z=z, dt_bias=dt_bias, dt_softplus=bool(seed % 2)),
+           torch.float32, torch.float32)
+
+
+def test_null_block_padding(device):
+    """vLLM 0.32 pads decode rows with NULL_BLOCK_ID = 0: with pad_slot_id=0
+    page 0 stays bit-identical and the row's output comes from a zero state."""
+    gen = torch.Generator().manual_seed(8)
+    nheads, headdim, ngroups, dstate = 4, 80, 2, 16
+    x, dt, A, B, C, D, dt_bias, z = _inputs(gen, 3, nheads, headdim, ngroups, dstate, torch.float16, device)
+    states = _pool(gen, 3, nheads, headdim, dstate, torch.float16, device)
+    before = states.clone()
+    idx = torch.tensor([0, 2, -1], dtype=torch.int32, device=device)
+    out = _check(states, idx, (x, dt, A, B, C), dict(D=D, z=z, dt_bias=dt_bias, dt_softplus=True),
+                 torch.float16, torch.float16, pad_slot_id=0)
+    assert torch.equal(states[:2], before[:2])
+    from_zero = ref.selective_state_update_ref(
+        torch.zeros(1, nheads, headdim, dstate), x[:1].cpu(), dt[:1].cpu(), A.cpu(), B[:1].cpu(),
+        C[:1].cpu(), torch.tensor([0]), D=D.cpu(), z=z[:1].cpu(), dt_bias=dt_bias.cpu(),
+        dt_softplus=True,
+    )
+    torch.testing.assert_close(out[:1].cpu(), from_zero, **TOLERANCES[torch.float16])
+
+
+def test_bad_arguments(device):
+    gen = torch.Generator().manual_seed(0)
+    x, dt, A, B, C, D, dt_bias, z = _inputs(gen, 2, 4, 16, 2, 8, torch.float32, device)
+    states = torch.zeros(3, 4, 16, 8, device=device)
+    idx = torch.tensor([0, 1], dtype=torch.int32, device=device)
+    with pytest.raises(ValueError, match="ngroups=3 must divide nheads=4"):
+        Bc = torch.zeros(2, 3, 8, device=device)
+        selective_state_update(states, x, dt, A, Bc, Bc, idx)
+    with pytest.raises(ValueError, match=r"A: expected shape \(4,\) or \(4, 16, 8\)"):
+        selective_state_update(states, x, dt, A[:2], B, C, idx)
+    with pytest.raises(ValueError, match=r"dt: expected shape \(2, 4\) or \(2, 4, 16\)"):
+        selective_state_update(states, x, dt[:, :3], A, B, C, idx)
+    with pytest.raises(ValueError, match=r"dt_bias: expected shape \(4,\) or \(4, 16\)"):
+        selective_state_update(states, x, dt, A, B, C, idx, dt_bias=torch.zeros(5, device=device))
+    with pytest.raises(ValueError, match="ssm_states: expected"):
+        selective_state_update(states[:, :, :8], x, dt, A, B, C, idx)
+    with pytest.raises(ValueError, match=r"state_indices: expected a contiguous tensor of shape \(2,\)"):
+        selective_state_update(states, x, dt, A, B, C, idx.float())
+    with pytest.raises(ValueError, match=r"state_indices: .* stride \(2,\)"):
+        selective_state_update(states, x, dt, A, B, C,
+                               torch.zeros(2, 2, dtype=torch.int32, device=device)[:, 0])
+    with pytest.raises(ValueError, match="x: dtype"):
+        selective_state_update(states, x.to(torch.int64), dt, A, B, C, idx)

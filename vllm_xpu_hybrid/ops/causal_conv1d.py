@@ -1,0 +1,418 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Depthwise causal conv1d with per-sequence conv states (Mamba-1/2,
+ShortConv, GDN).
+
+Layouts:
+
+- Tokens are ``[total_tokens, dim]``: the layer's in-projection output as it
+  is (a column slice of ``projected_states``, so rows may be strided), no
+  transpose. Sequences are packed back to back; ``query_start_loc [B + 1]``
+  gives their token offsets.
+- ``weight`` is ``[dim, width]`` (vLLM's ``conv1d.weight`` viewed without its
+  middle axis), ``bias`` is ``[dim]`` or None. Widths 2, 3 and 4.
+- ``conv_states`` is a ``[num_slots, dim, state_len]`` view with
+  ``state_len = width - 1``, oldest input first, any strides. This is the view
+  vLLM 0.32's layers hand their conv ops ("conv_state must be (..., dim,
+  width-1)", mamba_mixer2.py:741-748; short_conv.py:234-238). vLLM stores the
+  page as ``(state_len, dim)`` by default ("SD", ``get_conv_state_layout()``
+  in mamba_utils.py; ``VLLM_SSM_CONV_STATE_LAYOUT=DS`` selects
+  ``(dim, state_len)``) and the layer transposes it, so with the default
+  layout ``dim`` is the stride-1 axis and a program's loads along ``dim`` are
+  contiguous. Both layouts work: the kernels take all strides, and
+  ``num_slots`` may have any stride (vLLM's state pages interleave the conv
+  and SSM states of a block). With speculative decoding vLLM allocates
+  ``width - 1 + num_spec`` entries; that layout is not supported here.
+- ``state_indices [B]`` selects each sequence's state page. A row whose index
+  is negative or equals ``pad_slot_id`` is padding: its page is neither read
+  nor written, and its outputs are computed as if its state were zero. vLLM
+  0.32 pads decode rows with ``NULL_BLOCK_ID = 0`` (mamba_attn.py:659), so
+  its layers pass ``pad_slot_id=0``; the default -1 is ``PAD_SLOT_ID``.
+
+Kernels:
+
+- ``_causal_conv1d_varlen_kernel``: prefill. A program owns a tile of
+  ``BLOCK_T`` packed tokens x ``BLOCK_D`` channels; tiles may straddle
+  sequences, so each token finds its sequence by a binary search over
+  ``query_start_loc`` (no host-side metadata, no device->host sync). Taps
+  before a sequence's first token come from its initial state.
+- ``_conv_state_store_kernel``: prefill, afterwards. A program owns one
+  sequence x ``BLOCK_D`` channels and writes the last ``state_len`` inputs
+  (from x, or shifted from the old state when the sequence is shorter). It is
+  a separate launch because the conv kernel's programs read initial states
+  that this one overwrites: stream order is the only cross-program ordering
+  that is portable.
+- ``_causal_conv1d_update_kernel``: decode, one token per row; reads and
+  writes its own row's page only, so it updates in place in one launch.
+
+All arithmetic is fp32; outputs are cast to ``out``'s dtype, states to the
+state dtype. This module imports only torch and triton.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_WIDTHS = (2, 3, 4)
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_INDEX_DTYPES = (torch.int32, torch.int64)
+_FLAG_DTYPES = (torch.bool, torch.int32)
+_ACTIVATIONS = (None, "silu", "swish")
+
+# Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
+# interpreter, where fewer, larger programs run faster).
+#   varlen: the prefill conv tile (BLOCK_T tokens x BLOCK_D channels).
+#   state_store: BLOCK_D channels of one sequence's final state.
+#   update: BLOCK_D channels of one decode row.
+#   compile_options: extra backend options passed to every launch.
+# "cuda": no register spills on sm_90 (Triton 3.9, ptxas). "xpu" follows
+# Intel's guidance (more warps than NVIDIA, num_stages=1); these tiles compile
+# without spills for PVC at 128 GRF (triton-xpu 3.3 + ocloc) but have never
+# run on an Intel GPU: UNVERIFIED.
+LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
+    "cuda": {
+        "varlen": {"BLOCK_T": 32, "BLOCK_D": 64, "num_warps": 4, "num_stages": 2},
+        "state_store": {"BLOCK_D": 128, "num_warps": 4, "num_stages": 1},
+        "update": {"BLOCK_D": 128, "num_warps": 4, "num_stages": 1},
+        "compile_options": {},
+    },
+    # UNVERIFIED: no Intel GPU has run these.
+    "xpu": {
+        "varlen": {"BLOCK_T": 32, "BLOCK_D": 64, "num_warps": 16, "num_stages": 1},
+        "state_store": {"BLOCK_D": 128, "num_warps": 8, "num_stages": 1},
+        "update": {"BLOCK_D": 128, "num_warps": 8, "num_stages": 1},
+        "compile_options": {},
+    },
+    "cpu": {
+        "varlen": {"BLOCK_T": 64, "BLOCK_D": 128, "num_warps": 1, "num_stages": 1},
+        "state_store": {"BLOCK_D": 256, "num_warps": 1, "num_stages": 1},
+        "update": {"BLOCK_D": 256, "num_warps": 1, "num_stages": 1},
+        "compile_options": {},
+    },
+}
+
+
+@triton.jit
+def _silu(y):
+    return y * tl.sigmoid(y)
+
+
+@triton.jit
+def _causal_conv1d_varlen_kernel(
+    x_ptr, w_ptr, bias_ptr, states_ptr, qsl_ptr, slot_ptr, has_init_ptr, out_ptr,
+    total_tokens, dim, num_seqs, search_steps, pad_slot_id,
+    stride_x_t, stride_x_d,
+    stride_w_d, stride_w_k,
+    stride_s_slot, stride_s_d, stride_s_k,
+    stride_o_t, stride_o_d,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    tok = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    chan = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    tok_ok = tok < total_tokens
+    chan_ok = chan < dim
+
+    # Sequence of each token: the largest b with query_start_loc[b] <= tok.
+    lo = tl.zeros([BLOCK_T], dtype=tl.int32)
+    hi = tl.zeros([BLOCK_T], dtype=tl.int32) + num_seqs
+    for _ in range(search_steps):
+        mid = (lo + hi) // 2
+        go_right = tl.load(qsl_ptr + mid) <= tok
+        lo = tl.where(go_right, mid, lo)
+        hi = tl.where(go_right, hi, mid)
+    seq_start = tl.load(qsl_ptr + lo)
+    slot = tl.load(slot_ptr + lo).to(tl.int64)
+    use_state = (tl.load(has_init_ptr + lo) != 0) & (slot >= 0) & (slot != pad_slot_id)
+
+    acc = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)[None, :]
+    for k in tl.static_range(WIDTH):
+        w = tl.load(w_ptr + chan * stride_w_d + k * stride_w_k, mask=chan_ok, other=0.0)
+        src = tok - (WIDTH - 1) + k
+        in_seq = src >= seq_start
+        x_mask = (tok_ok & in_seq)[:, None] & chan_ok[None, :]
+        v = tl.load(
+            x_ptr + src.to(tl.int64)[:, None] * stride_x_t + chan[None, :] * stride_x_d,
+            mask=x_mask, other=0.0,
+        ).to(tl.float32)
+        # Tap before the sequence start: position (WIDTH - 1) + (src - seq_start)
+        # of the initial state, counted from its oldest entry.
+        s_pos = (WIDTH - 1) + (src - seq_start)
+        s_mask = (tok_ok & ~in_seq & use_state)[:, None] & chan_ok[None, :]
+        v += tl.load(
+            states_ptr + slot[:, None] * stride_s_slot + chan[None, :] * stride_s_d
+            + s_pos[:, None] * stride_s_k,
+            mask=s_mask, other=0.0,
+        ).to(tl.float32)
+        acc += v * w.to(tl.float32)[None, :]
+    if SILU:
+        acc = _silu(acc)
+    tl.store(
+        out_ptr + tok.to(tl.int64)[:, None] * stride_o_t + chan[None, :] * stride_o_d,
+        acc.to(out_ptr.dtype.element_ty),
+        mask=tok_ok[:, None] & chan_ok[None, :],
+    )
+
+
+@triton.jit
+def _conv_state_store_kernel(
+    x_ptr, states_ptr, qsl_ptr, slot_ptr, has_init_ptr,
+    dim, pad_slot_id,
+    stride_x_t, stride_x_d,
+    stride_s_slot, stride_s_d, stride_s_k,
+    STATE_LEN: tl.constexpr,
+    STATE_POW2: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    seq = tl.program_id(0)
+    slot = tl.load(slot_ptr + seq).to(tl.int64)
+    if (slot >= 0) & (slot != pad_slot_id):
+        chan = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        chan_ok = chan < dim
+        start = tl.load(qsl_ptr + seq)
+        end = tl.load(qsl_ptr + seq + 1)
+        has_init = tl.load(has_init_ptr + seq) != 0
+        pos = tl.arange(0, STATE_POW2)
+        pos_ok = pos < STATE_LEN
+        src = end - STATE_LEN + pos
+        in_seq = src >= start
+        page = states_ptr + slot * stride_s_slot + chan[None, :] * stride_s_d
+        from_x = tl.load(
+            x_ptr + src.to(tl.int64)[:, None] * stride_x_t + chan[None, :] * stride_x_d,
+            mask=(pos_ok & in_seq)[:, None] & chan_ok[None, :], other=0.0,
+        ).to(tl.float32)
+        # A sequence shorter than the state keeps the newest old entries:
+        # new[pos] = old[pos + seq_len].
+        from_state = tl.zeros([STATE_POW2, BLOCK_D], dtype=tl.float32)
+        if has_init:
+            from_state = tl.load(
+                page + (pos + (end - start))[:, None] * stride_s_k,
+                mask=(pos_ok & ~in_seq)[:, None] & chan_ok[None, :], other=0.0,
+            ).to(tl.float32)
+        tl.store(
+            page + pos[:, None] * stride_s_k,
+            (from_x + from_state).to(states_ptr.dtype.element_ty),
+            mask=pos_ok[:, None] & chan_ok[None, :],
+        )
+
+
+@triton.jit
+def _causal_conv1d_update_kernel(
+    x_ptr, w_ptr, bias_ptr, states_ptr, slot_ptr, out_ptr,
+    dim, pad_slot_id,
+    stride_x_b, stride_x_d,
+    stride_w_d, stride_w_k,
+    stride_s_slot, stride_s_d, stride_s_k,
+    stride_o_b, stride_o_d,
+    STATE_LEN: tl.constexpr,
+    STATE_POW2: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    row = tl.program_id(0)
+    chan = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    chan_ok = chan < dim
+    slot = tl.load(slot_ptr + row).to(tl.int64)
+    valid = (slot >= 0) & (slot != pad_slot_id)
+    pos = tl.arange(0, STATE_POW2)
+    pos_ok = pos < STATE_LEN
+    tile_ok = pos_ok[:, None] & chan_ok[None, :]
+    page = states_ptr + slot * stride_s_slot + chan[None, :] * stride_s_d
+
+    # Scalar conditions guard whole loads (also sidesteps the interpreter's
+    # mishandling of block & scalar-bool masks).
+    state = tl.zeros([STATE_POW2, BLOCK_D], dtype=tl.float32)
+    if valid:
+        state = tl.load(page + pos[:, None] * stride_s_k, mask=tile_ok, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + row * stride_x_b + chan * stride_x_d, mask=chan_ok, other=0.0)
+    w_state = tl.load(
+        w_ptr + chan[None, :] * stride_w_d + pos[:, None] * stride_w_k,
+        mask=tile_ok, other=0.0,
+    )
+    w_new = tl.load(w_ptr + chan * stride_w_d + STATE_LEN * stride_w_k, mask=chan_ok, other=0.0)
+    acc = tl.sum(state * w_state.to(tl.float32), axis=0)
+    acc += x.to(tl.float32) * w_new.to(tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)
+    if SILU:
+        acc = _silu(acc)
+    tl.store(out_ptr + row * stride_o_b + chan * stride_o_d, acc.to(out_ptr.dtype.element_ty), mask=chan_ok)
+
+    if valid:
+        # Shift left by one and append x: new[pos] = old[pos + 1], new[-1] = x.
+        shifted = tl.load(
+            page + (pos + 1)[:, None] * stride_s_k,
+            mask=(pos + 1 < STATE_LEN)[:, None] & chan_ok[None, :], other=0.0,
+        )
+        new_state = tl.where((pos == STATE_LEN - 1)[:, None], x[None, :].to(shifted.dtype), shifted)
+        tl.store(page + pos[:, None] * stride_s_k, new_state.to(states_ptr.dtype.element_ty), mask=tile_ok)
+
+
+def _check_vector(name: str, t: torch.Tensor, length: int, dtypes: tuple) -> None:
+    """Per-sequence metadata: the kernels read it with stride 1."""
+    if t.dtype not in dtypes or tuple(t.shape) != (length,) or (length > 1 and t.stride(0) != 1):
+        raise ValueError(
+            f"{name}: expected a contiguous tensor of shape ({length},) and dtype in {dtypes}, "
+            f"got shape {tuple(t.shape)} stride {tuple(t.stride())} {t.dtype}"
+        )
+
+
+def _check_common(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    conv_states: torch.Tensor,
+    activation: str | None,
+    out: torch.Tensor | None,
+) -> None:
+    """Checks shared by both launchers; x is [rows, dim]."""
+    if x.device.type not in LAUNCH_CONFIGS:
+        raise ValueError(
+            f"x: device type {x.device.type!r} unsupported; accepted: {sorted(LAUNCH_CONFIGS)}"
+        )
+    for name, t in (("x", x), ("weight", weight), ("conv_states", conv_states)):
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+    if x.dim() != 2:
+        raise ValueError(f"x: expected 2 dims, got shape {tuple(x.shape)}")
+    dim = x.shape[1]
+    if weight.dim() != 2 or weight.shape[0] != dim or weight.shape[1] not in SUPPORTED_WIDTHS:
+        raise ValueError(
+            f"weight: expected [dim={dim}, width] with width in {SUPPORTED_WIDTHS}, "
+            f"got shape {tuple(weight.shape)}"
+        )
+    width = weight.shape[1]
+    if bias is not None:
+        _check_vector("bias", bias, dim, SUPPORTED_DTYPES)
+    if conv_states.dim() != 3 or conv_states.shape[1:] != (dim, width - 1):
+        raise ValueError(
+            f"conv_states: expected [num_slots, dim={dim}, width - 1={width - 1}] "
+            f"(vLLM's (dim, state_len) view), got shape {tuple(conv_states.shape)}"
+        )
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation: {activation!r} unsupported; accepted: {_ACTIVATIONS}")
+    if out is not None and (out.shape != x.shape or out.dtype not in SUPPORTED_DTYPES):
+        raise ValueError(
+            f"out: expected shape {tuple(x.shape)} and dtype in {SUPPORTED_DTYPES}, "
+            f"got {tuple(out.shape)} {out.dtype}"
+        )
+
+
+def causal_conv1d_varlen(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    conv_states: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    state_indices: torch.Tensor,
+    has_initial_state: torch.Tensor,
+    activation: str | None = None,
+    out: torch.Tensor | None = None,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """Prefill causal conv over packed sequences, carrying conv states.
+
+    x: [total_tokens, dim] (rows may be strided); weight: [dim, width],
+    width in (2, 3, 4); bias: [dim] or None;
+    conv_states: [num_slots, dim, width - 1], any strides;
+    query_start_loc: [B + 1] int32/int64 token offsets;
+    state_indices: [B]; has_initial_state: [B] bool or int32; all three
+    contiguous.
+    Sequence b starts from conv_states[state_indices[b]] when
+    has_initial_state[b], else from zeros; its last width - 1 inputs (taken
+    from the old state too when it is shorter) are written back there.
+    activation: None or "silu" ("swish" is accepted as silu).
+    out: optional [total_tokens, dim]; must not alias x.
+    Returns out (x.dtype unless given).
+    """
+    _check_common(x, weight, bias, conv_states, activation, out)
+    if state_indices.dim() != 1:
+        raise ValueError(f"state_indices: expected shape [B], got {tuple(state_indices.shape)}")
+    num_seqs = state_indices.shape[0]
+    _check_vector("state_indices", state_indices, num_seqs, _INDEX_DTYPES)
+    _check_vector("query_start_loc", query_start_loc, num_seqs + 1, _INDEX_DTYPES)
+    _check_vector("has_initial_state", has_initial_state, num_seqs, _FLAG_DTYPES)
+    if out is None:
+        out = torch.empty_like(x)
+    elif out.data_ptr() == x.data_ptr():
+        raise ValueError("out: must not alias x (neighbouring tokens read x after out is written)")
+    total_tokens, dim = x.shape
+    width = weight.shape[1]
+    if total_tokens == 0 or num_seqs == 0:
+        return out
+    cfg = LAUNCH_CONFIGS[x.device.type]
+    conv_cfg = dict(cfg["varlen"])
+    block_t, block_d = conv_cfg.pop("BLOCK_T"), conv_cfg.pop("BLOCK_D")
+    grid = (triton.cdiv(total_tokens, block_t), triton.cdiv(dim, block_d))
+    _causal_conv1d_varlen_kernel[grid](
+        x, weight, bias, conv_states, query_start_loc, state_indices, has_initial_state, out,
+        total_tokens, dim, num_seqs, max(num_seqs - 1, 0).bit_length(), pad_slot_id,
+        x.stride(0), x.stride(1),
+        weight.stride(0), weight.stride(1),
+        conv_states.stride(0), conv_states.stride(1), conv_states.stride(2),
+        out.stride(0), out.stride(1),
+        WIDTH=width, HAS_BIAS=bias is not None, SILU=activation is not None,
+        BLOCK_T=block_t, BLOCK_D=block_d, **conv_cfg, **cfg["compile_options"],
+    )
+    store_cfg = dict(cfg["state_store"])
+    block_d = store_cfg.pop("BLOCK_D")
+    _conv_state_store_kernel[(num_seqs, triton.cdiv(dim, block_d))](
+        x, conv_states, query_start_loc, state_indices, has_initial_state,
+        dim, pad_slot_id,
+        x.stride(0), x.stride(1),
+        conv_states.stride(0), conv_states.stride(1), conv_states.stride(2),
+        STATE_LEN=width - 1, STATE_POW2=triton.next_power_of_2(width - 1),
+        BLOCK_D=block_d, **store_cfg, **cfg["compile_options"],
+    )
+    return out
+
+
+def causal_conv1d_update(
+    x: torch.Tensor,
+    conv_states: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    state_indices: torch.Tensor,
+    activation: str | None = None,
+    out: torch.Tensor | None = None,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """Decode step: one new token per row.
+
+    x: [B, dim]; conv_states: [num_slots, dim, width - 1], any strides;
+    weight: [dim, width]; bias: [dim] or None; state_indices: [B].
+    Row b convolves conv_states[state_indices[b]] followed by x[b], then
+    shifts that page left by one and appends x[b].
+    out: optional [B, dim]; may be x itself (in-place).
+    Returns out (x.dtype unless given).
+    """
+    _check_common(x, weight, bias, conv_states, activation, out)
+    batch, dim = x.shape
+    _check_vector("state_indices", state_indices, batch, _INDEX_DTYPES)
+    if out is None:
+        out = torch.empty_like(x)
+    if batch == 0:
+        return out
+    width = weight.shape[1]
+    cfg = LAUNCH_CONFIGS[x.device.type]
+    update_cfg = dict(cfg["update"])
+    block_d = update_cfg.pop("BLOCK_D")
+    _causal_conv1d_update_kernel[(batch, triton.cdiv(dim, block_d))](
+        x, weight, bias, conv_states, state_indices, out,
+        dim, pad_slot_id,
+        x.stride(0), x.stride(1),
+        weight.stride(0), weight.stride(1),
+        conv_states.stride(0), conv_states.stride(1), conv_states.stride(2),
+        out.stride(0), out.stride(1),
+        STATE_LEN=width - 1, STATE_POW2=triton.next_power_of_2(width - 1),
+        HAS_BIAS=bias is not None, SILU=activation is not None,
+        BLOCK_D=block_d, **update_cfg, **cfg["compile_options"],
+    )
+    return out

@@ -1,0 +1,706 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Paged attention: KV-cache write and attention over a paged KV cache.
+
+Cache layout, shared by every kernel here::
+
+    kv_cache: [num_blocks, 2, block_size, num_kv_heads, head_size]
+
+Index 0 of the second dimension holds keys, index 1 values. The block
+dimension comes first because vLLM's CPU runner zeroes a new block as
+``kv_cache[block_id].zero_()``. A token at slot ``s`` lives at block
+``s // block_size``, offset ``s % block_size``.
+
+Kernels:
+
+- ``reshape_and_cache_kernel``: writes new K/V rows into their slots.
+- ``paged_attention_unified_kernel``: one launch for a mixed batch of
+  prefills, chunked prefills and decodes. A program owns a tile of
+  ``BLOCK_M`` rows = (query token, query head) pairs of one sequence that
+  share one KV head, so GQA reuses each loaded K/V tile for all the query
+  heads of its group and ``tl.dot`` always sees at least 16 rows.
+- ``paged_attention_split_kv_kernel`` + ``paged_attention_reduce_kernel``:
+  long-context decode. Each (sequence, KV head) splits its KV range over
+  several programs that keep unnormalised partial results (running max,
+  sum of exponentials, weighted values); the reduce kernel merges them.
+
+All softmax arithmetic is fp32, in base 2 (``exp2``) with the log2(e)
+factor folded into the logits.
+
+This module imports only torch and triton: the ops layer is a leaf.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_INDEX_DTYPES = (torch.int32, torch.int64)
+
+# Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
+# interpreter). Keys:
+#   unified_prefill / unified_decode: tile of the unified kernel. block_m is
+#     the number of (query token, query head) rows of a program (>= 16, a
+#     power of two); tile_n is keyed by the padded head size. unified_decode
+#     is taken when every sequence's rows fit in its block_m (short queries).
+#   split_kv: the long-context decode path. It is taken when every query has
+#     one token, max_seq_len >= min_seq_len and the unified grid is small
+#     (num_seqs * num_kv_heads <= max_programs: on the H100, 64 sequences x 8
+#     KV heads at 2k-4k context ran faster unified); each sequence's visible KV
+#     range is split into ceil(min(max_seq_len, window) / tokens_per_split)
+#     parts, at most max_splits.
+#   reduce: the merge kernel of the split path.
+#   cache_write: reshape_and_cache; elems = K (or V) elements a program moves.
+#   compile_options: extra backend options passed to every launch.
+LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
+    "cuda": {
+        "unified_prefill": {"block_m": 64, "tile_n": {64: 64, 128: 64, 256: 32},
+                            "num_warps": 4, "num_stages": 2},
+        "unified_decode": {"block_m": 16, "tile_n": {64: 64, 128: 64, 256: 32},
+                           "num_warps": 4, "num_stages": 2},
+        "split_kv": {"tile_n": {64: 64, 128: 64, 256: 32}, "num_warps": 4, "num_stages": 2,
+                     "min_seq_len": 1024, "tokens_per_split": 256, "max_splits": 16,
+                     "max_programs": 256},
+        "reduce": {"num_warps": 4},
+        "cache_write": {"elems": 2048, "num_warps": 4},
+        "compile_options": {},
+    },
+    # UNVERIFIED: no Intel GPU has run these. Written from Intel's guidance
+    # (more warps than NVIDIA, 256-register GRF mode for big tiles) and from
+    # compiling for PVC without a device (Triton 3.3 + ocloc): num_stages=1
+    # because Intel's software pipeliner has crashed on kernels of this
+    # project; tile_n small because every sub-group holds the whole K and V
+    # tile (tile_n x head_size) in registers, which is what spills: fp16,
+    # head 128, tile_n 64/32/16 spilled about 50/18/5 KB; head 256 spills
+    # even at tile_n 16 (about 38 KB).
+    "xpu": {
+        "unified_prefill": {"block_m": 64, "tile_n": {64: 32, 128: 16, 256: 16},
+                            "num_warps": 8, "num_stages": 1},
+        "unified_decode": {"block_m": 16, "tile_n": {64: 32, 128: 16, 256: 16},
+                           "num_warps": 8, "num_stages": 1},
+        "split_kv": {"tile_n": {64: 32, 128: 16, 256: 16}, "num_warps": 4, "num_stages": 1,
+                     "min_seq_len": 1024, "tokens_per_split": 256, "max_splits": 16,
+                     "max_programs": 256},
+        "reduce": {"num_warps": 4},
+        "cache_write": {"elems": 2048, "num_warps": 4},
+        "compile_options": {"grf_mode": "large"},
+    },
+    # Triton's interpreter: small tiles keep numpy work per step small; the
+    # split path starts early so that tests reach it at a few hundred tokens.
+    "cpu": {
+        "unified_prefill": {"block_m": 32, "tile_n": {64: 32, 128: 32, 256: 32},
+                            "num_warps": 1, "num_stages": 1},
+        "unified_decode": {"block_m": 16, "tile_n": {64: 32, 128: 32, 256: 32},
+                           "num_warps": 1, "num_stages": 1},
+        "split_kv": {"tile_n": {64: 64, 128: 64, 256: 64}, "num_warps": 1, "num_stages": 1,
+                     "min_seq_len": 256, "tokens_per_split": 128, "max_splits": 8,
+                     "max_programs": 64},
+        "reduce": {"num_warps": 1},
+        "cache_write": {"elems": 4096, "num_warps": 1},
+        "compile_options": {},
+    },
+}
+
+
+def _device_config(device: torch.device) -> dict[str, dict]:
+    if device.type not in LAUNCH_CONFIGS:
+        raise ValueError(
+            f"device: {device.type!r} has no launch configuration; accepted: "
+            f"{sorted(LAUNCH_CONFIGS)}")
+    if device.type == "cpu" and isinstance(reshape_and_cache_kernel, triton.runtime.JITFunction):
+        # Triton fixes interpretation when the kernels are decorated (import).
+        raise RuntimeError("CPU tensors need Triton's interpreter: set TRITON_INTERPRET=1 "
+                           "before importing vllm_xpu_hybrid.ops")
+    return LAUNCH_CONFIGS[device.type]
+
+
+def _launch_options(config: dict[str, dict], entry: dict) -> dict:
+    options = {k: entry[k] for k in ("num_warps", "num_stages") if k in entry}
+    options.update(config["compile_options"])
+    return options
+
+
+def _check_last_dim_contiguous(name: str, t: torch.Tensor) -> None:
+    if t.stride(-1) != 1:
+        raise ValueError(f"{name}: last dimension must be contiguous (stride 1), "
+                         f"got strides {tuple(t.stride())}")
+
+
+def _check_dtype(name: str, t: torch.Tensor, accepted: tuple) -> None:
+    if t.dtype not in accepted:
+        raise ValueError(f"{name}: dtype {t.dtype} not supported; accepted: "
+                         f"{[str(d) for d in accepted]}")
+
+
+def _check_kv_cache(kv_cache: torch.Tensor) -> None:
+    if kv_cache.dim() != 5 or kv_cache.shape[1] != 2:
+        raise ValueError(
+            "kv_cache: expected shape [num_blocks, 2, block_size, num_kv_heads, head_size], "
+            f"got {tuple(kv_cache.shape)}")
+    _check_dtype("kv_cache", kv_cache, SUPPORTED_DTYPES)
+    _check_last_dim_contiguous("kv_cache", kv_cache)
+    block_size = kv_cache.shape[2]
+    # Keys are gathered one by one through the block table, so any multiple of
+    # 16 works; vLLM's hybrid alignment produces sizes such as 48 or 384.
+    if block_size < 16 or block_size % 16:
+        raise ValueError(f"kv_cache: block_size (dim 2) must be a multiple of 16 "
+                         f"(16, 32, 48, ...), got {block_size}")
+    if kv_cache.shape[4] not in SUPPORTED_HEAD_SIZES:
+        raise ValueError(f"kv_cache: head_size {kv_cache.shape[4]} not supported; "
+                         f"accepted: {list(SUPPORTED_HEAD_SIZES)}")
+
+
+def _check_same_device(**tensors: torch.Tensor | None) -> None:
+    devices = {name: t.device for name, t in tensors.items() if t is not None}
+    first = next(iter(devices.values()))
+    for name, dev in devices.items():
+        if dev != first:
+            raise ValueError(f"{name}: on device {dev}, expected {first} like the other tensors")
+
+
+# ---------------------------------------------------------------------------
+# KV-cache write
+# ---------------------------------------------------------------------------
+
+
+@triton.jit
+def reshape_and_cache_kernel(
+    key_ptr, value_ptr, kv_cache_ptr, slot_mapping_ptr,
+    num_kv_heads,
+    stride_kt, stride_kh, stride_vt, stride_vh,
+    stride_cache_block, stride_cache_kv, stride_cache_slot, stride_cache_head,
+    HEAD_SIZE: tl.constexpr, HEAD_PAD: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    """Program (token, head group): copies BLOCK_H heads of one token's K and V."""
+    token = tl.program_id(0).to(tl.int64)
+    slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
+    if slot < 0:  # padding token (PAD_SLOT_ID): its cache slot is left untouched
+        return
+    block = slot // BLOCK_SIZE
+    offset = slot % BLOCK_SIZE
+
+    heads = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    dims = tl.arange(0, HEAD_PAD)
+    mask = (heads < num_kv_heads)[:, None] & (dims < HEAD_SIZE)[None, :]
+
+    k = tl.load(key_ptr + token * stride_kt + heads[:, None] * stride_kh + dims[None, :],
+                mask=mask)
+    v = tl.load(value_ptr + token * stride_vt + heads[:, None] * stride_vh + dims[None, :],
+                mask=mask)
+    dst = (kv_cache_ptr + block * stride_cache_block + offset * stride_cache_slot
+           + heads[:, None] * stride_cache_head + dims[None, :])
+    cache_dtype = kv_cache_ptr.dtype.element_ty
+    tl.store(dst, k.to(cache_dtype), mask=mask)
+    tl.store(dst + stride_cache_kv, v.to(cache_dtype), mask=mask)
+
+
+def reshape_and_cache(
+    key: torch.Tensor,
+    value: torch.Tensor,
+    kv_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """Write new keys and values into the paged KV cache, in place.
+
+    Args:
+        key, value: [T, num_kv_heads, head_size], fp16/bf16/fp32; the last dim
+            contiguous (token and head strides are free, e.g. views of a
+            fused QKV output).
+        kv_cache: [num_blocks, 2, block_size, num_kv_heads, head_size],
+            fp16/bf16/fp32; K and V are cast to its dtype.
+        slot_mapping: [>= T] int32/int64; entry t is the slot of token t
+            (block_id * block_size + offset). Only the first T entries are
+            read; negative slots (PAD_SLOT_ID = -1) are skipped. Slots are not
+            range-checked (that would need a device sync).
+    """
+    if key.dim() != 3 or value.shape != key.shape:
+        raise ValueError(f"key/value: expected equal shapes [T, num_kv_heads, head_size], "
+                         f"got key {tuple(key.shape)}, value {tuple(value.shape)}")
+    _check_dtype("key", key, SUPPORTED_DTYPES)
+    _check_dtype("value", value, SUPPORTED_DTYPES)
+    _check_last_dim_contiguous("key", key)
+    _check_last_dim_contiguous("value", value)
+    _check_kv_cache(kv_cache)
+    num_tokens, num_kv_heads, head_size = key.shape
+    if tuple(kv_cache.shape[3:]) != (num_kv_heads, head_size):
+        raise ValueError(f"kv_cache: (num_kv_heads, head_size) = {tuple(kv_cache.shape[3:])} "
+                         f"does not match key's {(num_kv_heads, head_size)}")
+    if slot_mapping.dim() != 1 or slot_mapping.shape[0] < num_tokens:
+        raise ValueError(f"slot_mapping: expected 1-D with >= {num_tokens} entries (T), "
+                         f"got shape {tuple(slot_mapping.shape)}")
+    _check_dtype("slot_mapping", slot_mapping, _INDEX_DTYPES)
+    _check_last_dim_contiguous("slot_mapping", slot_mapping)
+    _check_same_device(key=key, value=value, kv_cache=kv_cache, slot_mapping=slot_mapping)
+    if num_tokens == 0:
+        return
+
+    config = _device_config(key.device)
+    entry = config["cache_write"]
+    head_pad = triton.next_power_of_2(head_size)
+    block_h = min(triton.next_power_of_2(num_kv_heads), max(1, entry["elems"] // head_pad))
+    grid = (num_tokens, triton.cdiv(num_kv_heads, block_h))
+    reshape_and_cache_kernel[grid](
+        key, value, kv_cache, slot_mapping,
+        num_kv_heads,
+        key.stride(0), key.stride(1), value.stride(0), value.stride(1),
+        kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), kv_cache.stride(3),
+        HEAD_SIZE=head_size, HEAD_PAD=head_pad,
+        BLOCK_SIZE=kv_cache.shape[2], BLOCK_H=block_h,
+        **_launch_options(config, entry),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------
+
+
+@triton.jit
+def _load_kv_tile(kv_cache_ptr, block_table_row, keys, key_valid, dims, dim_valid, cache_head,
+                  stride_cache_block, stride_cache_kv, stride_cache_slot,
+                  BLOCK_SIZE: tl.constexpr):
+    """K transposed ([HEAD_PAD, TILE_N]) and V ([TILE_N, HEAD_PAD]) of one
+    sequence's keys at positions ``keys``, gathered key by key through its
+    block-table row (so any block size works); masked keys read zeros."""
+    physical_block = tl.load(block_table_row + keys // BLOCK_SIZE, mask=key_valid,
+                             other=0).to(tl.int64)
+    slot_base = (physical_block * stride_cache_block
+                 + (keys % BLOCK_SIZE) * stride_cache_slot + cache_head)
+    k_t = tl.load(kv_cache_ptr + slot_base[None, :] + dims[:, None],
+                  mask=key_valid[None, :] & dim_valid[:, None], other=0.0)
+    v = tl.load(kv_cache_ptr + stride_cache_kv + slot_base[:, None] + dims[None, :],
+                mask=key_valid[:, None] & dim_valid[None, :], other=0.0)
+    return k_t, v
+
+
+@triton.jit
+def _online_softmax_step(m, l, acc, s, v, DOT_PRECISION: tl.constexpr):
+    """Fold one tile of base-2 logits ``s`` (hidden keys at -inf) and its
+    values ``v`` into the running max ``m``, sum ``l`` and weighted sum ``acc``."""
+    m_new = tl.maximum(m, tl.max(s, axis=1))
+    # A row that has seen nothing yet keeps m = -inf; subtracting 0 then
+    # avoids (-inf) - (-inf) = nan.
+    m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.exp2(s - m_ref[:, None])
+    alpha = tl.exp2(m - m_ref)
+    l = l * alpha + tl.sum(p, axis=1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+    return m_new, l, acc
+
+
+@triton.jit
+def _softcap(s, softcap):
+    # softcap * tanh(s / softcap), with tanh from exp: tl.math.tanh is not
+    # lowered on every backend. exp of a non-positive argument cannot overflow.
+    x = s / softcap
+    e = tl.exp(-2.0 * tl.abs(x))
+    t = (1.0 - e) / (1.0 + e)
+    return softcap * tl.where(x < 0, -t, t)
+
+
+_ATTENTION_HEURISTICS = {
+    "USE_SINKS": lambda args: args["sinks_ptr"] is not None,
+    "USE_SOFTCAP": lambda args: args["softcap"] > 0,
+    "USE_SLIDING_WINDOW": lambda args: args["sliding_window"] > 0,
+}
+
+
+@triton.heuristics(_ATTENTION_HEURISTICS)
+@triton.jit
+def paged_attention_unified_kernel(
+    query_ptr, kv_cache_ptr, out_ptr,
+    query_start_loc_ptr, seq_lens_ptr, block_table_ptr, sinks_ptr,
+    num_seqs, scale, softcap, sliding_window,
+    stride_qt, stride_qh, stride_ot, stride_oh,
+    stride_cache_block, stride_cache_kv, stride_cache_slot, stride_cache_head,
+    stride_block_table,
+    Q_PER_KV: tl.constexpr, HEAD_SIZE: tl.constexpr, HEAD_PAD: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_Q: tl.constexpr,
+    TILE_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    USE_SINKS: tl.constexpr, USE_SOFTCAP: tl.constexpr, USE_SLIDING_WINDOW: tl.constexpr,
+):
+    """Program (query block, KV head): BLOCK_Q query tokens of one sequence
+    times the Q_PER_KV query heads of one KV head, as BLOCK_M tile rows.
+
+    Query blocks are numbered over the whole batch: sequence ``i`` owns blocks
+    ``query_start_loc[i] // BLOCK_Q + i`` onwards, at least as many as it
+    needs, so the grid is sized from host-side T and B alone. Programs beyond
+    a sequence's query tokens exit at once.
+    """
+    block_id = tl.program_id(0)
+    kv_head = tl.program_id(1)
+
+    # The sequence owning this block: the last i with first_block(i) <= block_id.
+    lo = block_id * 0
+    hi = lo + num_seqs
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        first_block = tl.load(query_start_loc_ptr + mid).to(tl.int32) // BLOCK_Q + mid
+        lo = tl.where(first_block <= block_id, mid, lo)
+        hi = tl.where(first_block <= block_id, hi, mid)
+    seq = lo
+
+    q_start = tl.load(query_start_loc_ptr + seq).to(tl.int32)
+    q_len = tl.load(query_start_loc_ptr + seq + 1).to(tl.int32) - q_start
+    q_block = block_id - (q_start // BLOCK_Q + seq)
+    if q_block * BLOCK_Q >= q_len:
+        return
+    seq_len = tl.load(seq_lens_ptr + seq).to(tl.int32)
+    context_len = seq_len - q_len  # keys already cached before this step's queries
+
+    rows = tl.arange(0, BLOCK_M)
+    q_token = q_block * BLOCK_Q + rows // Q_PER_KV  # index within the sequence's queries
+    q_head = kv_head * Q_PER_KV + rows % Q_PER_KV
+    row_valid = (rows < BLOCK_Q * Q_PER_KV) & (q_token < q_len)
+    q_pos = context_len + q_token  # absolute position of each row's query
+
+    dims = tl.arange(0, HEAD_PAD)
+    dim_valid = dims < HEAD_SIZE
+    q_rows = (q_start + q_token).to(tl.int64)
+    q = tl.load(query_ptr + q_rows[:, None] * stride_qt + q_head[:, None] * stride_qh
+                + dims[None, :],
+                mask=row_valid[:, None] & dim_valid[None, :], other=0.0)
+
+    if USE_SINKS:
+        # The sink joins the softmax as one more logit without a value.
+        m = tl.load(sinks_ptr + q_head, mask=row_valid, other=float("-inf")).to(tl.float32) * 1.4426950408889634
+        l = tl.where(row_valid, 1.0, 0.0)
+    else:
+        m = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        l = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_PAD], tl.float32)
+
+    last_q_pos = context_len + tl.minimum(q_len, (q_block + 1) * BLOCK_Q) - 1
+    kv_end = last_q_pos + 1
+    kv_begin = 0
+    if USE_SLIDING_WINDOW:
+        kv_begin = tl.maximum(context_len + q_block * BLOCK_Q - sliding_window + 1, 0)
+    kv_begin = (kv_begin // TILE_N) * TILE_N
+
+    cache_head = kv_head.to(tl.int64) * stride_cache_head
+    block_table_row = block_table_ptr + seq.to(tl.int64) * stride_block_table
+    for tile_start in range(kv_begin, kv_end, TILE_N):
+        keys = tile_start + tl.arange(0, TILE_N)
+        key_valid = keys < kv_end
+        k_t, v = _load_kv_tile(kv_cache_ptr, block_table_row, keys, key_valid, dims, dim_valid,
+                               cache_head, stride_cache_block, stride_cache_kv,
+                               stride_cache_slot, BLOCK_SIZE)
+
+        s = tl.dot(q, k_t, input_precision=DOT_PRECISION) * scale
+        if USE_SOFTCAP:
+            s = _softcap(s, softcap)
+        s = s * 1.4426950408889634
+
+        visible = key_valid[None, :] & (keys[None, :] <= q_pos[:, None])
+        if USE_SLIDING_WINDOW:
+            visible = visible & (keys[None, :] > q_pos[:, None] - sliding_window)
+        s = tl.where(visible, s, float("-inf"))
+
+        m, l, acc = _online_softmax_step(m, l, acc, s, v, DOT_PRECISION)
+
+    l = tl.where(l == 0.0, 1.0, l)
+    out = acc / l[:, None]
+    tl.store(out_ptr + q_rows[:, None] * stride_ot + q_head[:, None] * stride_oh + dims[None, :],
+             out.to(out_ptr.dtype.element_ty),
+             mask=row_valid[:, None] & dim_valid[None, :])
+
+
+@triton.heuristics({"USE_SLIDING_WINDOW": _ATTENTION_HEURISTICS["USE_SLIDING_WINDOW"],
+                    "USE_SOFTCAP": _ATTENTION_HEURISTICS["USE_SOFTCAP"]})
+@triton.jit
+def paged_attention_split_kv_kernel(
+    query_ptr, kv_cache_ptr,
+    partial_acc_ptr, partial_max_ptr, partial_sum_ptr,
+    query_start_loc_ptr, seq_lens_ptr, block_table_ptr,
+    num_splits, scale, softcap, sliding_window,
+    stride_qt, stride_qh,
+    stride_cache_block, stride_cache_kv, stride_cache_slot, stride_cache_head,
+    stride_block_table,
+    Q_PER_KV: tl.constexpr, HEAD_SIZE: tl.constexpr, HEAD_PAD: tl.constexpr,
+    BLOCK_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, TILE_N: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    USE_SOFTCAP: tl.constexpr, USE_SLIDING_WINDOW: tl.constexpr,
+):
+    """Program (sequence, KV head, split): the one query token of a decoding
+    sequence, all Q_PER_KV query heads of the KV head as rows, against one
+    part of the sequence's visible keys.
+
+    Writes unnormalised partials, per query head and split:
+    partial_acc [B, Hq, S, HEAD_PAD] = sum_k exp2(s_k - max) * v_k,
+    partial_max [B, Hq, S] = max (log2 units, -inf if the split saw no key),
+    partial_sum [B, Hq, S] = sum_k exp2(s_k - max).
+    """
+    seq = tl.program_id(0)
+    kv_head = tl.program_id(1)
+    split = tl.program_id(2)
+
+    q_start = tl.load(query_start_loc_ptr + seq).to(tl.int32)
+    q_len = tl.load(query_start_loc_ptr + seq + 1).to(tl.int32) - q_start
+    if q_len == 0:  # nothing to decode; the reduce kernel skips it too
+        return
+    seq_len = tl.load(seq_lens_ptr + seq).to(tl.int32)
+
+    rows = tl.arange(0, BLOCK_M)
+    row_valid = rows < Q_PER_KV
+    q_head = kv_head * Q_PER_KV + rows
+    dims = tl.arange(0, HEAD_PAD)
+    dim_valid = dims < HEAD_SIZE
+    q = tl.load(query_ptr + q_start.to(tl.int64) * stride_qt + q_head[:, None] * stride_qh
+                + dims[None, :],
+                mask=row_valid[:, None] & dim_valid[None, :], other=0.0)
+
+    # Visible keys: [kv_begin, seq_len); the query sits at seq_len - 1.
+    kv_begin = 0
+    if USE_SLIDING_WINDOW:
+        kv_begin = tl.maximum(seq_len - sliding_window, 0)
+    split_len = tl.cdiv(tl.cdiv(seq_len - kv_begin, num_splits), TILE_N) * TILE_N
+    split_begin = kv_begin + split * split_len
+    split_end = tl.minimum(split_begin + split_len, seq_len)
+
+    m = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_PAD], tl.float32)
+    cache_head = kv_head.to(tl.int64) * stride_cache_head
+    block_table_row = block_table_ptr + seq.to(tl.int64) * stride_block_table
+    for tile_start in range(split_begin, split_end, TILE_N):
+        keys = tile_start + tl.arange(0, TILE_N)
+        key_valid = keys < split_end
+        k_t, v = _load_kv_tile(kv_cache_ptr, block_table_row, keys, key_valid, dims, dim_valid,
+                               cache_head, stride_cache_block, stride_cache_kv,
+                               stride_cache_slot, BLOCK_SIZE)
+
+        s = tl.dot(q, k_t, input_precision=DOT_PRECISION) * scale
+        if USE_SOFTCAP:
+            s = _softcap(s, softcap)
+        s = tl.where(key_valid[None, :], s * 1.4426950408889634, float("-inf"))
+
+        m, l, acc = _online_softmax_step(m, l, acc, s, v, DOT_PRECISION)
+
+    # partials of (seq, q_head, split) at ((seq * Hq + q_head) * num_splits + split)
+    num_q_heads = tl.num_programs(1) * Q_PER_KV
+    part = (seq.to(tl.int64) * num_q_heads + q_head) * num_splits + split
+    tl.store(partial_max_ptr + part, m, mask=row_valid)
+    tl.store(partial_sum_ptr + part, l, mask=row_valid)
+    tl.store(partial_acc_ptr + part[:, None] * HEAD_PAD + dims[None, :], acc,
+             mask=row_valid[:, None])
+
+
+@triton.heuristics({"USE_SINKS": _ATTENTION_HEURISTICS["USE_SINKS"]})
+@triton.jit
+def paged_attention_reduce_kernel(
+    out_ptr, partial_acc_ptr, partial_max_ptr, partial_sum_ptr,
+    query_start_loc_ptr, sinks_ptr,
+    num_splits, stride_ot, stride_oh,
+    HEAD_SIZE: tl.constexpr, HEAD_PAD: tl.constexpr, SPLITS_PAD: tl.constexpr,
+    USE_SINKS: tl.constexpr,
+):
+    """Program (sequence, query head): merges the split partials into out."""
+    seq = tl.program_id(0)
+    q_head = tl.program_id(1)
+    q_start = tl.load(query_start_loc_ptr + seq).to(tl.int32)
+    q_len = tl.load(query_start_loc_ptr + seq + 1).to(tl.int32) - q_start
+    if q_len == 0:
+        return
+
+    splits = tl.arange(0, SPLITS_PAD)
+    split_valid = splits < num_splits
+    part = (seq.to(tl.int64) * tl.num_programs(1) + q_head) * num_splits + splits
+    m_split = tl.load(partial_max_ptr + part, mask=split_valid, other=float("-inf"))
+    l_split = tl.load(partial_sum_ptr + part, mask=split_valid, other=0.0)
+    m = tl.max(m_split, axis=0)
+    if USE_SINKS:
+        sink = tl.load(sinks_ptr + q_head).to(tl.float32) * 1.4426950408889634
+        m = tl.maximum(m, sink)
+    m_ref = tl.where(m == float("-inf"), 0.0, m)
+    weight = tl.exp2(m_split - m_ref)
+    denominator = tl.sum(l_split * weight, axis=0)
+    if USE_SINKS:
+        denominator += tl.exp2(sink - m_ref)
+    denominator = tl.where(denominator == 0.0, 1.0, denominator)
+
+    dims = tl.arange(0, HEAD_PAD)
+    acc = tl.load(partial_acc_ptr + part[:, None] * HEAD_PAD + dims[None, :],
+                  mask=split_valid[:, None], other=0.0)
+    out = tl.sum(acc * weight[:, None], axis=0) / denominator
+    tl.store(out_ptr + q_start.to(tl.int64) * stride_ot + q_head * stride_oh + dims,
+             out.to(out_ptr.dtype.element_ty), mask=dims < HEAD_SIZE)
+
+
+def paged_attention(
+    query: torch.Tensor,
+    kv_cache: torch.Tensor,
+    out: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    seq_lens: torch.Tensor,
+    block_table: torch.Tensor,
+    *,
+    scale: float,
+    max_query_len: int,
+    max_seq_len: int,
+    sliding_window: int | None = None,
+    softcap: float = 0.0,
+    sinks: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Causal attention of new query tokens over a paged KV cache.
+
+    Serves a mixed batch in one launch: prefills (q_len == seq_len), chunked
+    prefills continuing a cached prefix (q_len < seq_len) and decodes
+    (q_len == 1). Long-context pure-decode batches take a split-KV path (two
+    launches). The path is chosen from the host-side ints, without a sync.
+
+    Args:
+        query: [T, num_q_heads, head_size], fp16/bf16/fp32, last dim contiguous.
+        kv_cache: [num_blocks, 2, block_size, num_kv_heads, head_size], same
+            dtype as query; the K/V of every query token already written.
+        out: [T, num_q_heads, head_size], fp16/bf16/fp32; written in place for
+            tokens < query_start_loc[B]. Rows of padding tokens beyond
+            query_start_loc[B] are left untouched.
+        query_start_loc: [B + 1] int32/int64, cumulative query lengths.
+        seq_lens: [B] int32/int64, total length of each sequence including
+            its new query tokens (the queries are its last q_len positions).
+        block_table: [B, max_blocks] int32/int64, physical block of each
+            logical block.
+        scale: multiplier of q.k (usually head_size ** -0.5).
+        max_query_len: an upper bound of the query lengths. 1 promises that
+            no sequence has more than one query token: the decode paths it
+            selects read one query per sequence.
+        max_seq_len: max of seq_lens (an upper bound is fine); sizes the
+            split-KV path.
+        sliding_window: None for full causal attention, else W > 0: a query at
+            position p sees keys k with p - W < k <= p.
+        softcap: > 0 applies softcap * tanh(logit / softcap) after scaling.
+        sinks: [num_q_heads] float32 (fp16/bf16 are read as fp32) logit per
+            query head, counted in the softmax denominator only (gpt-oss
+            attention sinks), or None.
+
+    Returns:
+        out.
+    """
+    if query.dim() != 3:
+        raise ValueError(f"query: expected [T, num_q_heads, head_size], got {tuple(query.shape)}")
+    _check_dtype("query", query, SUPPORTED_DTYPES)
+    _check_last_dim_contiguous("query", query)
+    _check_kv_cache(kv_cache)
+    num_tokens, num_q_heads, head_size = query.shape
+    num_kv_heads = kv_cache.shape[3]
+    if head_size not in SUPPORTED_HEAD_SIZES:
+        raise ValueError(f"query: head_size {head_size} not supported; "
+                         f"accepted: {list(SUPPORTED_HEAD_SIZES)}")
+    if kv_cache.shape[4] != head_size:
+        raise ValueError(f"kv_cache: head_size {kv_cache.shape[4]} differs from query's {head_size}")
+    if kv_cache.dtype != query.dtype:
+        raise ValueError(f"kv_cache: dtype {kv_cache.dtype} must equal query's dtype {query.dtype}")
+    if num_q_heads % num_kv_heads != 0:
+        raise ValueError(f"query: num_q_heads ({num_q_heads}) must be a multiple of "
+                         f"kv_cache's num_kv_heads ({num_kv_heads})")
+    if out.shape != query.shape:
+        raise ValueError(f"out: shape {tuple(out.shape)} must equal query's {tuple(query.shape)}")
+    _check_dtype("out", out, SUPPORTED_DTYPES)
+    _check_last_dim_contiguous("out", out)
+    if query_start_loc.dim() != 1 or query_start_loc.shape[0] < 1:
+        raise ValueError(f"query_start_loc: expected [B + 1], got {tuple(query_start_loc.shape)}")
+    num_seqs = query_start_loc.shape[0] - 1
+    _check_dtype("query_start_loc", query_start_loc, _INDEX_DTYPES)
+    _check_last_dim_contiguous("query_start_loc", query_start_loc)
+    if seq_lens.shape != (num_seqs,):
+        raise ValueError(f"seq_lens: expected [B] = [{num_seqs}] (B from query_start_loc), "
+                         f"got {tuple(seq_lens.shape)}")
+    _check_dtype("seq_lens", seq_lens, _INDEX_DTYPES)
+    _check_last_dim_contiguous("seq_lens", seq_lens)
+    if block_table.dim() != 2 or block_table.shape[0] != num_seqs:
+        raise ValueError(f"block_table: expected [B, max_blocks] with B = {num_seqs}, "
+                         f"got {tuple(block_table.shape)}")
+    _check_dtype("block_table", block_table, _INDEX_DTYPES)
+    _check_last_dim_contiguous("block_table", block_table)
+    if sinks is not None:
+        if sinks.shape != (num_q_heads,):
+            raise ValueError(f"sinks: expected [num_q_heads] = [{num_q_heads}], "
+                             f"got {tuple(sinks.shape)}")
+        _check_dtype("sinks", sinks, SUPPORTED_DTYPES)
+        _check_last_dim_contiguous("sinks", sinks)
+    if sliding_window is not None and (isinstance(sliding_window, bool)
+                                       or not isinstance(sliding_window, int)
+                                       or sliding_window <= 0):
+        raise ValueError(f"sliding_window: expected None or an int > 0, got {sliding_window!r}")
+    if not softcap >= 0.0:
+        raise ValueError(f"softcap: expected a float >= 0 (0 = off), got {softcap!r}")
+    if max_query_len < 0 or max_seq_len < 0:
+        raise ValueError(f"max_query_len/max_seq_len: expected ints >= 0, "
+                         f"got {max_query_len}, {max_seq_len}")
+    _check_same_device(query=query, kv_cache=kv_cache, out=out, query_start_loc=query_start_loc,
+                       seq_lens=seq_lens, block_table=block_table, sinks=sinks)
+    if num_tokens == 0 or num_seqs == 0 or max_query_len == 0:
+        return out
+
+    config = _device_config(query.device)
+    q_per_kv = num_q_heads // num_kv_heads
+    head_pad = triton.next_power_of_2(head_size)
+    block_size = kv_cache.shape[2]
+    # fp32 models: full fp32 products (no TF32) so results match the reference.
+    dot_precision = "ieee" if query.dtype == torch.float32 else "tf32"
+    window = sliding_window or 0
+    cache_strides = (kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
+                     kv_cache.stride(3))
+
+    split_entry = config["split_kv"]
+    if (max_query_len == 1 and max_seq_len >= split_entry["min_seq_len"]
+            and num_seqs * num_kv_heads <= split_entry["max_programs"]):
+        visible = min(max_seq_len, window) if window else max_seq_len
+        num_splits = max(1, min(split_entry["max_splits"],
+                                triton.cdiv(visible, split_entry["tokens_per_split"])))
+        partial_acc = torch.empty((num_seqs, num_q_heads, num_splits, head_pad),
+                                  dtype=torch.float32, device=query.device)
+        partial_max = torch.empty((num_seqs, num_q_heads, num_splits),
+                                  dtype=torch.float32, device=query.device)
+        partial_sum = torch.empty_like(partial_max)
+        paged_attention_split_kv_kernel[(num_seqs, num_kv_heads, num_splits)](
+            query, kv_cache, partial_acc, partial_max, partial_sum,
+            query_start_loc, seq_lens, block_table,
+            num_splits, scale, softcap, window,
+            query.stride(0), query.stride(1),
+            *cache_strides, block_table.stride(0),
+            Q_PER_KV=q_per_kv, HEAD_SIZE=head_size, HEAD_PAD=head_pad,
+            BLOCK_SIZE=block_size, BLOCK_M=max(16, triton.next_power_of_2(q_per_kv)),
+            TILE_N=split_entry["tile_n"][head_pad], DOT_PRECISION=dot_precision,
+            **_launch_options(config, split_entry),
+        )
+        paged_attention_reduce_kernel[(num_seqs, num_q_heads)](
+            out, partial_acc, partial_max, partial_sum, query_start_loc, sinks,
+            num_splits, out.stride(0), out.stride(1),
+            HEAD_SIZE=head_size, HEAD_PAD=head_pad,
+            SPLITS_PAD=triton.next_power_of_2(split_entry["max_splits"]),
+            **_launch_options(config, config["reduce"]),
+        )
+        return out
+
+    entry = config["unified_decode"]
+    if max_query_len * q_per_kv > entry["block_m"]:
+        entry = config["unified_prefill"]
+    block_m = max(entry["block_m"], triton.next_power_of_2(q_per_kv))
+    block_q = block_m // q_per_kv
+    # Sequence i's first query block is query_start_loc[i] // block_q + i, so
+    # T // block_q + B blocks cover every sequence (see the kernel docstring).
+    grid = (num_tokens // block_q + num_seqs, num_kv_heads)
+    paged_attention_unified_kernel[grid](
+        query, kv_cache, out, query_start_loc, seq_lens, block_table, sinks,
+        num_seqs, scale, softcap, window,
+        query.stride(0), query.stride(1), out.stride(0), out.stride(1),
+        *cache_strides, block_table.stride(0),
+        Q_PER_KV=q_per_kv, HEAD_SIZE=head_size, HEAD_PAD=head_pad,
+        BLOCK_SIZE=block_size, BLOCK_M=block_m, BLOCK_Q=block_q,
+        TILE_N=entry["tile_n"][head_pad], DOT_PRECISION=dot_precision,
+        **_launch_options(config, entry),
+    )
+    return out
+
+
+__all__ = [
+    "LAUNCH_CONFIGS",
+    "SUPPORTED_DTYPES",
+    "SUPPORTED_HEAD_SIZES",
+    "paged_attention",
+    "reshape_and_cache",
+]

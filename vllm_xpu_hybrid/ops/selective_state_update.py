@@ -1,0 +1,251 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Selective state update: one decode token per row of a state-space layer.
+
+Per row b (state page ``ssm_states[state_indices[b]]``), head h, group g of h:
+
+    dt'  = clamp(softplus(dt + dt_bias) if dt_softplus else dt + dt_bias, *dt_limit)
+    s    = exp(dt' * A) * s + (dt' * x[b, h])[:, None] * B[b, g][None, :]
+    y    = (s @ C[b, g] + D * x[b, h]) * silu(z[b, h])
+
+Layouts (the Mamba-2 heads x groups layout):
+
+- ``ssm_states``: ``[num_slots, nheads, headdim, dstate]``, fp32 or a 16-bit
+  dtype, any strides (vLLM's state pages interleave conv and SSM states).
+- ``x``, ``z``, ``out``: ``[B, nheads, headdim]``.
+- ``dt``: ``[B, nheads]`` (one per head, Mamba-2) or ``[B, nheads,
+  headdim]``; ``dt_bias`` and ``D``: ``[nheads]`` or ``[nheads, headdim]``.
+  vLLM 0.32's MambaMixer2 expands dt, dt_bias and D to ``[..., headdim]``
+  with stride-0 views (mamba_mixer2.py:963-970); both forms work since the
+  kernel reads these through their strides.
+- ``A``: ``[nheads]`` (Mamba-2: one scalar decay per head, computed once per
+  headdim row) or ``[nheads, headdim, dstate]`` (a decay per state element).
+- ``B``, ``C``: ``[B, ngroups, dstate]``, ngroups dividing nheads.
+
+Mamba-1 reuses this kernel through views: its per-channel state
+``[num_slots, d_inner, dstate]`` is one head of headdim ``d_inner``
+(``ssm_states.unsqueeze(1)``), with x/dt/z ``[B, 1, d_inner]``, A
+``[1, d_inner, dstate]``, B/C ``[B, 1, dstate]``, D/dt_bias ``[1, d_inner]``.
+The grid tiles headdim, so a wide single head still spreads over programs.
+
+Padding: a row whose index is negative or equals ``pad_slot_id`` (vLLM 0.32
+pads decode rows with ``NULL_BLOCK_ID = 0``, mamba_attn.py:659; the default
+-1 is ``PAD_SLOT_ID``) neither reads nor writes a state page; its output row
+is computed from a zero state (``D * x`` gated), as vLLM's kernel does.
+
+All arithmetic is fp32. This module imports only torch and triton.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_INDEX_DTYPES = (torch.int32, torch.int64)
+
+# Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
+# interpreter). BLOCK_P headdim rows per program (upper bound, clipped to
+# headdim); a program holds a [BLOCK_P, dstate] state tile.
+# Both GPU entries compile without register spills at dstate 128 (sm_90 with
+# Triton 3.9; PVC with triton-xpu 3.3 + ocloc at 128 GRF); "xpu" has never
+# run on an Intel GPU: UNVERIFIED.
+LAUNCH_CONFIGS: dict[str, dict] = {
+    "cuda": {"BLOCK_P": 16, "num_warps": 4, "compile_options": {}},
+    # UNVERIFIED: no Intel GPU has run these.
+    "xpu": {"BLOCK_P": 16, "num_warps": 8, "compile_options": {}},
+    "cpu": {"BLOCK_P": 128, "num_warps": 1, "compile_options": {}},
+}
+
+
+@triton.jit
+def _selective_state_update_kernel(
+    ssm_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dt_bias_ptr, slot_ptr, out_ptr,
+    headdim, dstate, heads_per_group, pad_slot_id, dt_min, dt_max,
+    stride_s_slot, stride_s_h, stride_s_p, stride_s_n,
+    stride_x_b, stride_x_h, stride_x_p,
+    stride_dt_b, stride_dt_h, stride_dt_p,
+    stride_A_h, stride_A_p, stride_A_n,
+    stride_B_b, stride_B_g, stride_B_n,
+    stride_C_b, stride_C_g, stride_C_n,
+    stride_D_h, stride_D_p,
+    stride_z_b, stride_z_h, stride_z_p,
+    stride_bias_h, stride_bias_p,
+    stride_o_b, stride_o_h, stride_o_p,
+    A_PER_STATE: tl.constexpr,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_DT_BIAS: tl.constexpr,
+    DT_SOFTPLUS: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    row = tl.program_id(0)
+    head = tl.program_id(1)
+    group = head // heads_per_group
+    p = tl.program_id(2) * BLOCK_P + tl.arange(0, BLOCK_P)
+    n = tl.arange(0, BLOCK_N)
+    p_ok = p < headdim
+    n_ok = n < dstate
+    tile_ok = p_ok[:, None] & n_ok[None, :]
+
+    slot = tl.load(slot_ptr + row).to(tl.int64)
+    valid = (slot >= 0) & (slot != pad_slot_id)
+    page = (ssm_ptr + slot * stride_s_slot + head * stride_s_h
+            + p[:, None] * stride_s_p + n[None, :] * stride_s_n)
+    state = tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.float32)
+    if valid:
+        state = tl.load(page, mask=tile_ok, other=0.0).to(tl.float32)
+
+    x = tl.load(x_ptr + row * stride_x_b + head * stride_x_h + p * stride_x_p,
+                mask=p_ok, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + row * stride_dt_b + head * stride_dt_h + p * stride_dt_p,
+                 mask=p_ok, other=0.0).to(tl.float32)
+    if HAS_DT_BIAS:
+        dt += tl.load(dt_bias_ptr + head * stride_bias_h + p * stride_bias_p,
+                      mask=p_ok, other=0.0).to(tl.float32)
+    if DT_SOFTPLUS:
+        # softplus(v) = log(1 + exp(v)); above 20 it equals v in fp32.
+        dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
+    dt = tl.minimum(tl.maximum(dt, dt_min), dt_max)
+    if A_PER_STATE:
+        A = tl.load(A_ptr + head * stride_A_h + p[:, None] * stride_A_p + n[None, :] * stride_A_n,
+                    mask=tile_ok, other=0.0).to(tl.float32)
+        decay = tl.exp(A * dt[:, None])
+    else:
+        A = tl.load(A_ptr + head * stride_A_h).to(tl.float32)
+        decay = tl.exp(A * dt)[:, None]
+    B = tl.load(B_ptr + row * stride_B_b + group * stride_B_g + n * stride_B_n,
+                mask=n_ok, other=0.0).to(tl.float32)
+    C = tl.load(C_ptr + row * stride_C_b + group * stride_C_g + n * stride_C_n,
+                mask=n_ok, other=0.0).to(tl.float32)
+
+    state = state * decay + (dt * x)[:, None] * B[None, :]
+    if valid:
+        tl.store(page, state.to(ssm_ptr.dtype.element_ty), mask=tile_ok)
+
+    y = tl.sum(state * C[None, :], axis=1)
+    if HAS_D:
+        y += x * tl.load(D_ptr + head * stride_D_h + p * stride_D_p, mask=p_ok, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + row * stride_z_b + head * stride_z_h + p * stride_z_p,
+                    mask=p_ok, other=0.0).to(tl.float32)
+        y *= z * tl.sigmoid(z)
+    tl.store(out_ptr + row * stride_o_b + head * stride_o_h + p * stride_o_p,
+             y.to(out_ptr.dtype.element_ty), mask=p_ok)
+
+
+def _per_head_strides(name: str, t: torch.Tensor | None, nheads: int, headdim: int) -> tuple[int, int]:
+    """(head, headdim) strides of a [nheads] or [nheads, headdim] tensor."""
+    if t is None:
+        return 0, 0
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+    if tuple(t.shape) == (nheads,):
+        return t.stride(0), 0
+    if tuple(t.shape) == (nheads, headdim):
+        return t.stride(0), t.stride(1)
+    raise ValueError(
+        f"{name}: expected shape ({nheads},) or ({nheads}, {headdim}), got {tuple(t.shape)}"
+    )
+
+
+def selective_state_update(
+    ssm_states: torch.Tensor,
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    state_indices: torch.Tensor,
+    *,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = False,
+    dt_limit: tuple[float, float] = (0.0, float("inf")),
+    out: torch.Tensor | None = None,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """One recurrence step per row, updating state pages in place.
+
+    ssm_states: [num_slots, nheads, headdim, dstate]; x: [B, nheads, headdim];
+    dt: [B, nheads] or [B, nheads, headdim]; A: [nheads] or
+    [nheads, headdim, dstate]; B, C: [B, ngroups, dstate];
+    state_indices: [B] int32/int64, contiguous; D, dt_bias: [nheads] or [nheads, headdim];
+    z: [B, nheads, headdim] or None; out: optional [B, nheads, headdim].
+    Returns out (x.dtype unless given): y = (s' @ C + D * x) * silu(z).
+    """
+    if x.device.type not in LAUNCH_CONFIGS:
+        raise ValueError(
+            f"x: device type {x.device.type!r} unsupported; accepted: {sorted(LAUNCH_CONFIGS)}"
+        )
+    for name, t in (("ssm_states", ssm_states), ("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C)):
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+    if x.dim() != 3:
+        raise ValueError(f"x: expected [B, nheads, headdim], got shape {tuple(x.shape)}")
+    batch, nheads, headdim = x.shape
+    if B.dim() != 3 or B.shape[0] != batch:
+        raise ValueError(f"B: expected [B={batch}, ngroups, dstate], got shape {tuple(B.shape)}")
+    ngroups, dstate = B.shape[1], B.shape[2]
+    if nheads % ngroups != 0:
+        raise ValueError(f"B: ngroups={ngroups} must divide nheads={nheads}")
+    if C.shape != B.shape:
+        raise ValueError(f"C: expected shape {tuple(B.shape)} (same as B), got {tuple(C.shape)}")
+    if ssm_states.dim() != 4 or tuple(ssm_states.shape[1:]) != (nheads, headdim, dstate):
+        raise ValueError(
+            f"ssm_states: expected [num_slots, nheads={nheads}, headdim={headdim}, "
+            f"dstate={dstate}], got shape {tuple(ssm_states.shape)}"
+        )
+    if tuple(dt.shape) == (batch, nheads):
+        dt_strides = (dt.stride(0), dt.stride(1), 0)
+    elif tuple(dt.shape) == (batch, nheads, headdim):
+        dt_strides = (dt.stride(0), dt.stride(1), dt.stride(2))
+    else:
+        raise ValueError(
+            f"dt: expected shape ({batch}, {nheads}) or ({batch}, {nheads}, {headdim}), "
+            f"got {tuple(dt.shape)}"
+        )
+    if tuple(A.shape) == (nheads,):
+        A_strides, a_per_state = (A.stride(0), 0, 0), False
+    elif tuple(A.shape) == (nheads, headdim, dstate):
+        A_strides, a_per_state = (A.stride(0), A.stride(1), A.stride(2)), True
+    else:
+        raise ValueError(
+            f"A: expected shape ({nheads},) or ({nheads}, {headdim}, {dstate}), got {tuple(A.shape)}"
+        )
+    D_strides = _per_head_strides("D", D, nheads, headdim)
+    bias_strides = _per_head_strides("dt_bias", dt_bias, nheads, headdim)
+    for name, t in (("z", z), ("out", out)):
+        if t is not None and (t.shape != x.shape or t.dtype not in SUPPORTED_DTYPES):
+            raise ValueError(
+                f"{name}: expected shape {tuple(x.shape)} and dtype in {SUPPORTED_DTYPES}, "
+                f"got {tuple(t.shape)} {t.dtype}"
+            )
+    if (state_indices.dtype not in _INDEX_DTYPES or tuple(state_indices.shape) != (batch,)
+            or (batch > 1 and state_indices.stride(0) != 1)):
+        raise ValueError(
+            f"state_indices: expected a contiguous tensor of shape ({batch},) and dtype in "
+            f"{_INDEX_DTYPES}, got shape {tuple(state_indices.shape)} stride "
+            f"{tuple(state_indices.stride())} {state_indices.dtype}"
+        )
+    if out is None:
+        out = torch.empty_like(x)
+    if batch == 0:
+        return out
+
+    cfg = LAUNCH_CONFIGS[x.device.type]
+    block_p = min(cfg["BLOCK_P"], triton.next_power_of_2(headdim))
+    z_strides = (z.stride(0), z.stride(1), z.stride(2)) if z is not None else (0, 0, 0)
+    _selective_state_update_kernel[(batch, nheads, triton.cdiv(headdim, block_p))](
+        ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out,
+        headdim, dstate, nheads // ngroups, pad_slot_id, float(dt_limit[0]), float(dt_limit[1]),
+        *ssm_states.stride(), *x.stride(), *dt_strides, *A_strides,
+        *B.stride(), *C.stride(), *D_strides, *z_strides, *bias_strides, *out.stride(),
+        A_PER_STATE=a_per_state, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus,
+        BLOCK_P=block_p, BLOCK_N=triton.next_power_of_2(dstate),
+        num_warps=cfg["num_warps"], **cfg["compile_options"],
+    )
+    return out

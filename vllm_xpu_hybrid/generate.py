@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """``vllm-xpu-hybrid generate``: greedy generation through vLLM with the
-plugin, printing the backend of each layer type and the speed."""
+plugin. The engine's log says, once at start, which backend serves each layer
+type and why (``vllm-xpu-hybrid: ... layers -> ...``); this prints the
+completions and the speed."""
 
 from __future__ import annotations
 
@@ -15,14 +17,12 @@ DEFAULT_PROMPTS = (
 
 def run_generate(model_dir: str, prompts: list[str], max_tokens: int) -> int:
     """Generate ``max_tokens`` greedy tokens for each prompt (one batch) and
-    print backends, completions and tokens per second. Returns the exit code."""
+    print the completions and tokens per second. Returns the exit code."""
     from vllm import SamplingParams
 
-    from vllm_xpu_hybrid.engine import served_layer_types, start_llm
+    from vllm_xpu_hybrid.engine import start_llm
 
     llm = start_llm(model_dir)
-    for kind, backend in served_layer_types(llm).items():
-        print(f"backend  {kind:10s} {backend}")
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
     start = time.perf_counter()
     outputs = llm.generate(list(prompts), params, use_tqdm=False)

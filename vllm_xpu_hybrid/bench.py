@@ -131,7 +131,7 @@ def bench_state_update(device: str) -> list[Result]:
     state 128, 1 group), fp32 and bf16 states."""
     from vllm.model_executor.layers.mamba.ops.mamba_ssm import selective_state_update as peer_ssu
 
-    from vllm_xpu_hybrid.ops.mamba_reference import selective_state_update_ref
+    from vllm_xpu_hybrid.ops.reference import selective_state_update_reference
     from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
 
     heads, headdim, dstate, groups = 80, 64, 128, 1
@@ -156,7 +156,7 @@ def bench_state_update(device: str) -> list[Result]:
                                          dt_bias=dt_bias, dt_softplus=True, out=out.clone())
             # The references run on the CPU, in float64.
             ref_state = state.cpu()
-            want = selective_state_update_ref(
+            want = selective_state_update_reference(
                 ref_state, x.cpu(), dt.cpu(), A.cpu(), B.cpu(), C.cpu(), idx.cpu(),
                 D=D.cpu(), z=z.cpu(), dt_bias=dt_bias.cpu(), dt_softplus=True)
             _assert_close("state update output", got, want, 5e-2, 5e-2)
@@ -189,7 +189,7 @@ def bench_conv_update(device: str) -> list[Result]:
     from vllm.model_executor.layers.mamba.ops.causal_conv1d import causal_conv1d_update as peer_update
 
     from vllm_xpu_hybrid.ops.causal_conv1d import causal_conv1d_update
-    from vllm_xpu_hybrid.ops.mamba_reference import causal_conv1d_update_ref
+    from vllm_xpu_hybrid.ops.reference import causal_conv1d_update_reference
 
     dim, width = 2 * 80 * 64 + 2 * 128, 4
     results = []
@@ -206,7 +206,7 @@ def bench_conv_update(device: str) -> list[Result]:
         check = states.clone()
         got = causal_conv1d_update(x, check, weight, None, idx, activation="silu")
         ref_states = states.cpu()
-        want = causal_conv1d_update_ref(x.cpu(), ref_states, weight.cpu(), None, idx.cpu(),
+        want = causal_conv1d_update_reference(x.cpu(), ref_states, weight.cpu(), None, idx.cpu(),
                                         activation="silu")
         _assert_close("conv update output", got, want, 5e-2, 5e-2)
         _assert_close("conv update state", check, ref_states, 1e-2, 1e-2)

@@ -1,13 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """causal_conv1d_varlen / causal_conv1d_update against the per-token
-references in ops/mamba_reference.py."""
+references in ops/reference.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vllm_xpu_hybrid.ops import mamba_reference as ref
+from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops.causal_conv1d import causal_conv1d_update, causal_conv1d_varlen
 
 TOLERANCES = {
@@ -69,7 +69,7 @@ def test_varlen_matches_reference(device, width, dtype, state_dtype, layout):
     has_initial_state = torch.tensor([True, True, True, False, False, True], device=device)
     activation = "silu" if width != 3 else None
     expected_states = states.cpu().clone()
-    expected = ref.causal_conv1d_varlen_ref(
+    expected = ref.causal_conv1d_varlen_reference(
         x.cpu(), weight.cpu(), bias.cpu(), expected_states, qsl.cpu(),
         state_indices.cpu(), has_initial_state.cpu(), activation,
     )
@@ -95,7 +95,7 @@ def test_varlen_random_sweep(device, seed):
     state_indices = torch.randperm(num_seqs + 2, generator=gen)[:num_seqs].to(torch.int32).to(device)
     has_initial_state = (torch.rand(num_seqs, generator=gen) < 0.5).to(device)
     expected_states = states.cpu().clone()
-    expected = ref.causal_conv1d_varlen_ref(
+    expected = ref.causal_conv1d_varlen_reference(
         x.cpu(), weight.cpu(), None if bias is None else bias.cpu(), expected_states,
         qsl.cpu(), state_indices.cpu(), has_initial_state.cpu(), "silu",
     )
@@ -121,7 +121,7 @@ def test_update_matches_reference(device, width, dtype, state_dtype):
     states = _conv_pool(gen, 8, dim, width - 1, state_dtype, "SD", device)
     state_indices = torch.tensor([3, -1, 0, 6, 1], dtype=torch.int32, device=device)
     expected_states = states.cpu().clone()
-    expected = ref.causal_conv1d_update_ref(
+    expected = ref.causal_conv1d_update_reference(
         x.cpu(), expected_states, weight.cpu(), bias.cpu(), state_indices.cpu(), "silu"
     )
     out = causal_conv1d_update(x, states, weight, bias, state_indices, "silu")
@@ -136,7 +136,7 @@ def test_update_in_place(device):
     weight = torch.randn(dim, width, generator=gen).to(device)
     states = _conv_pool(gen, 4, dim, width - 1, torch.float32, "DS", device)
     state_indices = torch.tensor([2, 0, 3], dtype=torch.int32, device=device)
-    expected = ref.causal_conv1d_update_ref(
+    expected = ref.causal_conv1d_update_reference(
         x.cpu(), states.cpu().clone(), weight.cpu(), None, state_indices.cpu()
     )
     out = causal_conv1d_update(x, states, weight, None, state_indices, out=x)

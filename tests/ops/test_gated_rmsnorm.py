@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""gated_rmsnorm against the reference in ops/mamba_reference.py."""
+"""gated_rmsnorm against the reference in ops/reference.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vllm_xpu_hybrid.ops import gated_rmsnorm as gated_rmsnorm_module
-from vllm_xpu_hybrid.ops import mamba_reference as ref
+from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops.gated_rmsnorm import gated_rmsnorm
 
 TOLERANCES = {
@@ -38,7 +38,7 @@ def test_matches_reference(device, dtype, ngroups, use_z, norm_before_gate):
     x, z, weight = _inputs(gen, 9, hidden, dtype, device)
     z = z if use_z else None
     group_size = hidden // ngroups
-    expected = ref.gated_rmsnorm_ref(x.cpu(), None if z is None else z.cpu(), weight.cpu(),
+    expected = ref.gated_rmsnorm_reference(x.cpu(), None if z is None else z.cpu(), weight.cpu(),
                                      1e-5, group_size, norm_before_gate)
     out = gated_rmsnorm(x, z, weight, 1e-5, group_size, norm_before_gate)
     torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[dtype])
@@ -50,7 +50,7 @@ def test_groups_wider_than_one_block(device, monkeypatch, norm_before_gate):
     monkeypatch.setitem(gated_rmsnorm_module.LAUNCH_CONFIGS[device], "MAX_BLOCK", 32)
     gen = torch.Generator().manual_seed(5)
     x, z, weight = _inputs(gen, 5, 200, torch.float32, device)
-    expected = ref.gated_rmsnorm_ref(x.cpu(), z.cpu(), weight.cpu(), 1e-6, 100, norm_before_gate)
+    expected = ref.gated_rmsnorm_reference(x.cpu(), z.cpu(), weight.cpu(), 1e-6, 100, norm_before_gate)
     out = gated_rmsnorm(x, z, weight, 1e-6, 100, norm_before_gate)
     torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[torch.float32])
 
@@ -62,7 +62,7 @@ def test_random_sweep(device, seed):
     group_size = int(torch.randint(1, 300, (1,), generator=gen))
     tokens = int(torch.randint(1, 12, (1,), generator=gen))
     x, z, weight = _inputs(gen, tokens, ngroups * group_size, torch.float32, device)
-    expected = ref.gated_rmsnorm_ref(x.cpu(), z.cpu(), weight.cpu(), 1e-6, group_size, seed == 1)
+    expected = ref.gated_rmsnorm_reference(x.cpu(), z.cpu(), weight.cpu(), 1e-6, group_size, seed == 1)
     out = gated_rmsnorm(x, z, weight, 1e-6, group_size, seed == 1)
     torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[torch.float32])
 
@@ -70,7 +70,7 @@ def test_random_sweep(device, seed):
 def test_in_place(device):
     gen = torch.Generator().manual_seed(6)
     x, z, weight = _inputs(gen, 4, 64, torch.float16, device)
-    expected = ref.gated_rmsnorm_ref(x.cpu(), z.cpu(), weight.cpu(), 1e-6, 32)
+    expected = ref.gated_rmsnorm_reference(x.cpu(), z.cpu(), weight.cpu(), 1e-6, 32)
     out = gated_rmsnorm(x, z, weight, 1e-6, 32, out=x)
     assert out is x
     torch.testing.assert_close(x.cpu(), expected, **TOLERANCES[torch.float16])

@@ -1,13 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """selective_state_update against the per-step reference in
-ops/mamba_reference.py."""
+ops/reference.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vllm_xpu_hybrid.ops import mamba_reference as ref
+from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
 
 TOLERANCES = {
@@ -47,7 +47,7 @@ def _pool(gen, num_slots, nheads, headdim, dstate, dtype, device):
 def _check(states, idx, args, kwargs, dtype, state_dtype, pad_slot_id=-1):
     expected_states = states.cpu().clone()
     cpu = lambda v: v.cpu() if isinstance(v, torch.Tensor) else v  # noqa: E731
-    expected = ref.selective_state_update_ref(
+    expected = ref.selective_state_update_reference(
         expected_states, *[cpu(a) for a in args], idx.cpu(), pad_slot_id=pad_slot_id,
         **{k: cpu(v) for k, v in kwargs.items()},
     )
@@ -153,7 +153,7 @@ def test_null_block_padding(device):
     out = _check(states, idx, (x, dt, A, B, C), dict(D=D, z=z, dt_bias=dt_bias, dt_softplus=True),
                  torch.float16, torch.float16, pad_slot_id=0)
     assert torch.equal(states[:2], before[:2])
-    from_zero = ref.selective_state_update_ref(
+    from_zero = ref.selective_state_update_reference(
         torch.zeros(1, nheads, headdim, dstate), x[:1].cpu(), dt[:1].cpu(), A.cpu(), B[:1].cpu(),
         C[:1].cpu(), torch.tensor([0]), D=D.cpu(), z=z[:1].cpu(), dt_bias=dt_bias.cpu(),
         dt_softplus=True,

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """ssd_chunk_scan against the sequential per-token recurrence in
-ops/mamba_reference.py, plus the prefill -> decode chain of a Mamba-2 layer
+ops/reference.py, plus the prefill -> decode chain of a Mamba-2 layer
 (conv + SSD prefill, then conv update + selective state update)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vllm_xpu_hybrid.ops import mamba_reference as ref
+from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops.causal_conv1d import causal_conv1d_update, causal_conv1d_varlen
 from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
 from vllm_xpu_hybrid.ops.ssd import ssd_chunk_metadata, ssd_chunk_scan
@@ -56,7 +56,7 @@ def _run_both(x, dt, A, B, C, chunk_size, qsl, states, idx, has_init,
     """Kernel and reference on the same inputs; returns (out, expected,
     expected_states); the kernel updates ``states`` in place."""
     expected_states = states.cpu().clone()
-    expected = ref.ssd_scan_ref(
+    expected = ref.ssd_scan_reference(
         x.cpu(), dt.cpu(), A.cpu(), B.cpu(), C.cpu(), qsl.cpu(), expected_states,
         idx.cpu(), has_init.cpu(), pad_slot_id=pad_slot_id,
         **{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()},

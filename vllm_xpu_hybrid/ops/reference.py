@@ -10,6 +10,7 @@ benchmarks compare the Triton kernels against these functions.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 # ---------------------------------------------------------------------------
 # Paged attention (ops/paged_attention.py)
@@ -106,3 +107,267 @@ def paged_attention_reference(
             probs = torch.softmax(logits, dim=-1)
         out[q_begin:q_end] = torch.einsum("hqk,khd->qhd", probs, values)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Mamba family: causal conv1d (ops/causal_conv1d.py), SSD (ops/ssd.py),
+# selective state update (ops/selective_state_update.py), gated RMSNorm
+# (ops/gated_rmsnorm.py).
+#
+# The slow, obvious formulations: per-token loops for the causal convolution
+# and a sequential per-token recurrence for the SSD scan (never a chunked
+# one), so that they check the kernels' chunking, masking and state
+# bookkeeping independently. Results are cast to the kernels' output and
+# state dtypes at the end. Conventions shared with the kernels:
+#
+# - state_indices[b] selects the state page of sequence/row b. A row whose
+#   index is negative or equals pad_slot_id is padding: its state page is
+#   neither read nor written, and its outputs are computed as if its state
+#   were zero.
+# - Conv states are [num_slots, dim, state_len] views (state_len = width - 1),
+#   oldest input first.
+# - SSM states are [num_slots, nheads, headdim, dstate].
+# ---------------------------------------------------------------------------
+
+_REF = torch.float64
+
+
+def _is_padding(slot: int, pad_slot_id: int) -> bool:
+    return slot < 0 or slot == pad_slot_id
+
+
+def _activate(y: torch.Tensor, activation: str | None) -> torch.Tensor:
+    return F.silu(y) if activation in ("silu", "swish") else y
+
+
+def causal_conv1d_varlen_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    conv_states: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    state_indices: torch.Tensor,
+    has_initial_state: torch.Tensor,
+    activation: str | None = None,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """Depthwise causal conv over packed sequences, one token at a time.
+
+    x: [total_tokens, dim]; weight: [dim, width]; bias: [dim] or None;
+    conv_states: [num_slots, dim, width - 1], updated in place with the last
+    width - 1 inputs of each sequence. Returns out: [total_tokens, dim] in
+    x.dtype.
+    """
+    dim, width = weight.shape
+    state_len = width - 1
+    w = weight.to(_REF)
+    b = bias.to(_REF) if bias is not None else torch.zeros(dim, dtype=_REF)
+    out = torch.empty(x.shape, dtype=_REF)
+    qsl = query_start_loc.tolist()
+    for seq in range(len(qsl) - 1):
+        start, end = qsl[seq], qsl[seq + 1]
+        slot = int(state_indices[seq])
+        padding = _is_padding(slot, pad_slot_id)
+        window = torch.zeros(dim, state_len, dtype=_REF)
+        if not padding and bool(has_initial_state[seq]):
+            window = conv_states[slot].to(_REF).clone()
+        for t in range(start, end):
+            taps = torch.cat([window, x[t].to(_REF)[:, None]], dim=1)
+            out[t] = (taps * w).sum(dim=1) + b
+            window = taps[:, 1:]
+        if not padding:
+            conv_states[slot] = window.to(conv_states.dtype)
+    return _activate(out, activation).to(x.dtype)
+
+
+def causal_conv1d_update_reference(
+    x: torch.Tensor,
+    conv_states: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    state_indices: torch.Tensor,
+    activation: str | None = None,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """One decode token per row: x: [batch, dim]; conv_states as above, the
+    page of row b shifted left by one and x[b] appended. Returns [batch, dim]."""
+    batch = x.shape[0]
+    query_start_loc = torch.arange(batch + 1)
+    has_initial_state = torch.ones(batch, dtype=torch.bool)
+    return causal_conv1d_varlen_reference(
+        x, weight, bias, conv_states, query_start_loc, state_indices,
+        has_initial_state, activation, pad_slot_id,
+    )
+
+
+def _softplus_limit(
+    dt: torch.Tensor,
+    dt_bias: torch.Tensor | None,
+    dt_softplus: bool,
+    dt_limit: tuple[float, float],
+) -> torch.Tensor:
+    if dt_bias is not None:
+        dt = dt + dt_bias.to(_REF)
+    if dt_softplus:
+        dt = F.softplus(dt)
+    return dt.clamp(dt_limit[0], dt_limit[1])
+
+
+def ssd_scan_reference(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    ssm_states: torch.Tensor,
+    state_indices: torch.Tensor,
+    has_initial_state: torch.Tensor,
+    *,
+    D: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = False,
+    dt_limit: tuple[float, float] = (0.0, float("inf")),
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """Mamba-2 selective scan over packed sequences, token by token.
+
+    For each head h (group g = h // (nheads // ngroups)) and token t:
+        dt'  = clamp(softplus(dt[t, h] + dt_bias[h]), *dt_limit)
+        s    = exp(dt' * A[h]) * s + dt' * x[t, h][:, None] * B[t, g][None, :]
+        y    = s @ C[t, g] + D[h] * x[t, h]
+
+    x: [total_tokens, nheads, headdim]; dt: [total_tokens, nheads];
+    A: [nheads]; B, C: [total_tokens, ngroups, dstate]; D: [nheads] or
+    [nheads, headdim]; ssm_states: [num_slots, nheads, headdim, dstate],
+    read when has_initial_state[b] and updated in place with the final state.
+    Returns y: [total_tokens, nheads, headdim] in x.dtype.
+    """
+    _, nheads, headdim = x.shape
+    ngroups, dstate = B.shape[1], B.shape[2]
+    heads_per_group = nheads // ngroups
+    out = torch.empty(x.shape, dtype=_REF)
+    dt_all = _softplus_limit(dt.to(_REF), dt_bias, dt_softplus, dt_limit)
+    A64 = A.to(_REF)
+    D64 = None
+    if D is not None:
+        D64 = D.to(_REF) if D.dim() == 2 else D.to(_REF)[:, None].expand(nheads, headdim)
+    group_of_head = torch.arange(nheads) // heads_per_group
+    qsl = query_start_loc.tolist()
+    for seq in range(len(qsl) - 1):
+        start, end = qsl[seq], qsl[seq + 1]
+        slot = int(state_indices[seq])
+        padding = _is_padding(slot, pad_slot_id)
+        state = torch.zeros(nheads, headdim, dstate, dtype=_REF)
+        if not padding and bool(has_initial_state[seq]):
+            state = ssm_states[slot].to(_REF).clone()
+        for t in range(start, end):
+            xt = x[t].to(_REF)
+            Bt = B[t].to(_REF)[group_of_head]
+            Ct = C[t].to(_REF)[group_of_head]
+            dtt = dt_all[t]
+            decay = torch.exp(dtt * A64)
+            state = state * decay[:, None, None] + (
+                (dtt[:, None] * xt)[:, :, None] * Bt[:, None, :]
+            )
+            yt = (state * Ct[:, None, :]).sum(dim=-1)
+            if D64 is not None:
+                yt = yt + D64 * xt
+            out[t] = yt
+        if not padding:
+            ssm_states[slot] = state.to(ssm_states.dtype)
+    return out.to(x.dtype)
+
+
+def selective_state_update_reference(
+    ssm_states: torch.Tensor,
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    state_indices: torch.Tensor,
+    *,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = False,
+    dt_limit: tuple[float, float] = (0.0, float("inf")),
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """One decode step of the Mamba-2 recurrence per row.
+
+    ssm_states: [num_slots, nheads, headdim, dstate] (updated in place);
+    x: [batch, nheads, headdim]; dt: [batch, nheads] or [batch, nheads,
+    headdim]; A: [nheads] or [nheads, headdim, dstate]; B, C: [batch, ngroups,
+    dstate]; D, dt_bias: [nheads] or [nheads, headdim]; z: like x.
+    y = (s @ C + D * x) * silu(z). Returns y: [batch, nheads, headdim].
+    """
+    batch, nheads, headdim = x.shape
+    ngroups = B.shape[1]
+    group_of_head = torch.arange(nheads) // (nheads // ngroups)
+    dt64 = dt.to(_REF)
+    if dt64.dim() == 2:
+        dt64 = dt64[:, :, None].expand(batch, nheads, headdim)
+    bias64 = None
+    if dt_bias is not None:
+        bias64 = dt_bias.to(_REF)
+        if bias64.dim() == 1:
+            bias64 = bias64[:, None].expand(nheads, headdim)
+    dt64 = _softplus_limit(dt64, bias64, dt_softplus, dt_limit)
+    A64 = A.to(_REF)
+    if A64.dim() == 1:
+        A64 = A64[:, None, None]
+    out = torch.empty(x.shape, dtype=_REF)
+    for row in range(batch):
+        slot = int(state_indices[row])
+        padding = _is_padding(slot, pad_slot_id)
+        state = torch.zeros(ssm_states.shape[1:], dtype=_REF)
+        if not padding:
+            state = ssm_states[slot].to(_REF)
+        xr = x[row].to(_REF)
+        Br = B[row].to(_REF)[group_of_head]
+        Cr = C[row].to(_REF)[group_of_head]
+        dtr = dt64[row]
+        state = state * torch.exp(dtr[:, :, None] * A64) + (
+            (dtr * xr)[:, :, None] * Br[:, None, :]
+        )
+        y = (state * Cr[:, None, :]).sum(dim=-1)
+        if D is not None:
+            D64 = D.to(_REF)
+            y = y + (D64 if D64.dim() == 2 else D64[:, None]) * xr
+        if z is not None:
+            y = y * F.silu(z[row].to(_REF))
+        out[row] = y
+        if not padding:
+            ssm_states[slot] = state.to(ssm_states.dtype)
+    return out.to(x.dtype)
+
+
+def gated_rmsnorm_reference(
+    x: torch.Tensor,
+    z: torch.Tensor | None,
+    weight: torch.Tensor,
+    eps: float = 1e-6,
+    group_size: int | None = None,
+    norm_before_gate: bool = False,
+) -> torch.Tensor:
+    """RMSNorm over groups of group_size columns, gated by silu(z).
+
+    x, z: [num_tokens, hidden]; weight: [hidden].
+    norm_before_gate=False (Mamba-2): y = rmsnorm(x * silu(z)) * weight.
+    norm_before_gate=True:            y = rmsnorm(x) * weight * silu(z).
+    Returns y in x.dtype.
+    """
+    tokens, hidden = x.shape
+    group_size = hidden if group_size is None else group_size
+    h = x.to(_REF)
+    gate = F.silu(z.to(_REF)) if z is not None else None
+    if gate is not None and not norm_before_gate:
+        h = h * gate
+    grouped = h.view(tokens, hidden // group_size, group_size)
+    rstd = torch.rsqrt(grouped.pow(2).mean(dim=-1, keepdim=True) + eps)
+    y = (grouped * rstd).view(tokens, hidden) * weight.to(_REF)
+    if gate is not None and norm_before_gate:
+        y = y * gate
+    return y.to(x.dtype)

@@ -54,10 +54,9 @@ import torch
 import triton
 import triton.language as tl
 
+from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYPES, check_vector
+
 SUPPORTED_WIDTHS = (2, 3, 4)
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-_INDEX_DTYPES = (torch.int32, torch.int64)
-_FLAG_DTYPES = (torch.bool, torch.int32)
 _ACTIVATIONS = (None, "silu", "swish")
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -255,14 +254,6 @@ def _causal_conv1d_update_kernel(
         tl.store(page + pos[:, None] * stride_s_k, new_state.to(states_ptr.dtype.element_ty), mask=tile_ok)
 
 
-def _check_vector(name: str, t: torch.Tensor, length: int, dtypes: tuple) -> None:
-    """Per-sequence metadata: the kernels read it with stride 1."""
-    if t.dtype not in dtypes or tuple(t.shape) != (length,) or (length > 1 and t.stride(0) != 1):
-        raise ValueError(
-            f"{name}: expected a contiguous tensor of shape ({length},) and dtype in {dtypes}, "
-            f"got shape {tuple(t.shape)} stride {tuple(t.stride())} {t.dtype}"
-        )
-
 
 def _check_common(
     x: torch.Tensor,
@@ -290,7 +281,7 @@ def _check_common(
         )
     width = weight.shape[1]
     if bias is not None:
-        _check_vector("bias", bias, dim, SUPPORTED_DTYPES)
+        check_vector("bias", bias, dim, SUPPORTED_DTYPES)
     if conv_states.dim() != 3 or conv_states.shape[1:] != (dim, width - 1):
         raise ValueError(
             f"conv_states: expected [num_slots, dim={dim}, width - 1={width - 1}] "
@@ -336,9 +327,9 @@ def causal_conv1d_varlen(
     if state_indices.dim() != 1:
         raise ValueError(f"state_indices: expected shape [B], got {tuple(state_indices.shape)}")
     num_seqs = state_indices.shape[0]
-    _check_vector("state_indices", state_indices, num_seqs, _INDEX_DTYPES)
-    _check_vector("query_start_loc", query_start_loc, num_seqs + 1, _INDEX_DTYPES)
-    _check_vector("has_initial_state", has_initial_state, num_seqs, _FLAG_DTYPES)
+    check_vector("state_indices", state_indices, num_seqs, INDEX_DTYPES)
+    check_vector("query_start_loc", query_start_loc, num_seqs + 1, INDEX_DTYPES)
+    check_vector("has_initial_state", has_initial_state, num_seqs, FLAG_DTYPES)
     if out is None:
         out = torch.empty_like(x)
     elif out.data_ptr() == x.data_ptr():
@@ -395,7 +386,7 @@ def causal_conv1d_update(
     """
     _check_common(x, weight, bias, conv_states, activation, out)
     batch, dim = x.shape
-    _check_vector("state_indices", state_indices, batch, _INDEX_DTYPES)
+    check_vector("state_indices", state_indices, batch, INDEX_DTYPES)
     if out is None:
         out = torch.empty_like(x)
     if batch == 0:

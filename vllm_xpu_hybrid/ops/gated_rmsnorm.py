@@ -28,7 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+from vllm_xpu_hybrid.ops.checks import SUPPORTED_DTYPES
+
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter). MAX_BLOCK: the widest group kept in registers in one pass;

@@ -35,9 +35,9 @@ import torch
 import triton
 import triton.language as tl
 
+from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
+
 SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-_INDEX_DTYPES = (torch.int32, torch.int64)
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter). Keys:
@@ -231,7 +231,7 @@ def reshape_and_cache(
     if slot_mapping.dim() != 1 or slot_mapping.shape[0] < num_tokens:
         raise ValueError(f"slot_mapping: expected 1-D with >= {num_tokens} entries (T), "
                          f"got shape {tuple(slot_mapping.shape)}")
-    _check_dtype("slot_mapping", slot_mapping, _INDEX_DTYPES)
+    _check_dtype("slot_mapping", slot_mapping, INDEX_DTYPES)
     _check_last_dim_contiguous("slot_mapping", slot_mapping)
     _check_same_device(key=key, value=value, kv_cache=kv_cache, slot_mapping=slot_mapping)
     if num_tokens == 0:
@@ -603,17 +603,17 @@ def paged_attention(
     if query_start_loc.dim() != 1 or query_start_loc.shape[0] < 1:
         raise ValueError(f"query_start_loc: expected [B + 1], got {tuple(query_start_loc.shape)}")
     num_seqs = query_start_loc.shape[0] - 1
-    _check_dtype("query_start_loc", query_start_loc, _INDEX_DTYPES)
+    _check_dtype("query_start_loc", query_start_loc, INDEX_DTYPES)
     _check_last_dim_contiguous("query_start_loc", query_start_loc)
     if seq_lens.shape != (num_seqs,):
         raise ValueError(f"seq_lens: expected [B] = [{num_seqs}] (B from query_start_loc), "
                          f"got {tuple(seq_lens.shape)}")
-    _check_dtype("seq_lens", seq_lens, _INDEX_DTYPES)
+    _check_dtype("seq_lens", seq_lens, INDEX_DTYPES)
     _check_last_dim_contiguous("seq_lens", seq_lens)
     if block_table.dim() != 2 or block_table.shape[0] != num_seqs:
         raise ValueError(f"block_table: expected [B, max_blocks] with B = {num_seqs}, "
                          f"got {tuple(block_table.shape)}")
-    _check_dtype("block_table", block_table, _INDEX_DTYPES)
+    _check_dtype("block_table", block_table, INDEX_DTYPES)
     _check_last_dim_contiguous("block_table", block_table)
     if sinks is not None:
         if sinks.shape != (num_q_heads,):

@@ -41,8 +41,8 @@ import torch
 import triton
 import triton.language as tl
 
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-_INDEX_DTYPES = (torch.int32, torch.int64)
+from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
+
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter). BLOCK_P headdim rows per program (upper bound, clipped to
@@ -223,11 +223,11 @@ def selective_state_update(
                 f"{name}: expected shape {tuple(x.shape)} and dtype in {SUPPORTED_DTYPES}, "
                 f"got {tuple(t.shape)} {t.dtype}"
             )
-    if (state_indices.dtype not in _INDEX_DTYPES or tuple(state_indices.shape) != (batch,)
+    if (state_indices.dtype not in INDEX_DTYPES or tuple(state_indices.shape) != (batch,)
             or (batch > 1 and state_indices.stride(0) != 1)):
         raise ValueError(
             f"state_indices: expected a contiguous tensor of shape ({batch},) and dtype in "
-            f"{_INDEX_DTYPES}, got shape {tuple(state_indices.shape)} stride "
+            f"{INDEX_DTYPES}, got shape {tuple(state_indices.shape)} stride "
             f"{tuple(state_indices.stride())} {state_indices.dtype}"
         )
     if out is None:

@@ -57,9 +57,8 @@ import torch
 import triton
 import triton.language as tl
 
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-_INDEX_DTYPES = (torch.int32, torch.int64)
-_FLAG_DTYPES = (torch.bool, torch.int32)
+from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYPES, check_vector
+
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter, where fewer, larger programs run faster). Block sizes are
@@ -383,14 +382,6 @@ def ssd_chunk_metadata(
     )
 
 
-def _check_vector(name: str, t: torch.Tensor, length: int, dtypes: tuple) -> None:
-    """Per-sequence / per-chunk metadata: the kernels read it with stride 1."""
-    if t.dtype not in dtypes or tuple(t.shape) != (length,) or (length > 1 and t.stride(0) != 1):
-        raise ValueError(
-            f"{name}: expected a contiguous tensor of shape ({length},) and dtype in {dtypes}, "
-            f"got shape {tuple(t.shape)} stride {tuple(t.stride())} {t.dtype}"
-        )
-
 
 def _check_dtype(name: str, t: torch.Tensor) -> None:
     if t.dtype not in SUPPORTED_DTYPES:
@@ -487,10 +478,10 @@ def ssd_chunk_scan(
         )
     num_seqs = state_indices.shape[0]
     num_chunks = cu_chunk_seqlens.shape[0] - 1
-    _check_vector("state_indices", state_indices, num_seqs, _INDEX_DTYPES)
-    _check_vector("cu_chunk_seqlens", cu_chunk_seqlens, num_chunks + 1, _INDEX_DTYPES)
-    _check_vector("last_chunk_indices", last_chunk_indices, num_seqs, _INDEX_DTYPES)
-    _check_vector("has_initial_state", has_initial_state, num_seqs, _FLAG_DTYPES)
+    check_vector("state_indices", state_indices, num_seqs, INDEX_DTYPES)
+    check_vector("cu_chunk_seqlens", cu_chunk_seqlens, num_chunks + 1, INDEX_DTYPES)
+    check_vector("last_chunk_indices", last_chunk_indices, num_seqs, INDEX_DTYPES)
+    check_vector("has_initial_state", has_initial_state, num_seqs, FLAG_DTYPES)
     if ssm_states.dim() != 4 or tuple(ssm_states.shape[1:]) != (nheads, headdim, dstate):
         raise ValueError(
             f"ssm_states: expected [num_slots, nheads={nheads}, headdim={headdim}, "

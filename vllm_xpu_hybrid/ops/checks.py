@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Dtypes and argument checks shared by the kernel launchers (run once per
+call, before any kernel launches)."""
+
+from __future__ import annotations
+
+import torch
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+INDEX_DTYPES = (torch.int32, torch.int64)
+FLAG_DTYPES = (torch.bool, torch.int32)
+
+
+def check_vector(name: str, t: torch.Tensor, length: int, dtypes: tuple) -> None:
+    """Per-sequence or per-chunk metadata: the kernels read it with stride 1."""
+    if t.dtype not in dtypes or tuple(t.shape) != (length,) or (length > 1 and t.stride(0) != 1):
+        raise ValueError(
+            f"{name}: expected a contiguous tensor of shape ({length},) and dtype in {dtypes}, "
+            f"got shape {tuple(t.shape)} stride {tuple(t.stride())} {t.dtype}"
+        )

@@ -21,7 +21,12 @@ the platform directly) that would retire this hook.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vllm.logger import init_logger
+
+if TYPE_CHECKING:
+    from vllm_xpu_hybrid.platforms.hybrid import HybridPlatformMixin
 
 logger = init_logger(f"vllm.{__name__}")
 

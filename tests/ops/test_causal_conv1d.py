@@ -179,6 +179,51 @@ def test_chunked_prefill_continues_saved_state(device, width):
 
 
 @pytest.mark.parametrize("width", [3, 4])
+def test_prefill_checkpoint_states(device, width):
+    """Prefix caching (vLLM 0.32's align mode): each sequence's conv state
+    after its first ``offset`` tokens lands in a checkpoint page, including
+    an offset shorter than the state (its history comes from the initial
+    state, which the final store then overwrites). A declined row (padding
+    page) writes nothing; outputs and final states are unaffected."""
+    gen = torch.Generator().manual_seed(14)
+    dim = 40
+    lens, offsets = [30, 12, 7], [16, 1, 0]
+    x, qsl = _packed(gen, lens, dim, torch.float32, device)
+    weight = torch.randn(dim, width, generator=gen).to(device)
+    bias = torch.randn(dim, generator=gen).to(device)
+    states = _conv_pool(gen, 7, dim, width - 1, torch.float32, "SD", device)
+    idx = torch.tensor([1, 2, 3], dtype=torch.int32, device=device)
+    has_init = torch.tensor([False, True, True], device=device)
+    checkpoint_offsets = torch.tensor(offsets, dtype=torch.int32, device=device)
+    checkpoint_idx = torch.tensor([4, 5, 0], dtype=torch.int32, device=device)
+    before = states.cpu().clone()
+
+    out = causal_conv1d_varlen(x, weight, bias, states, qsl, idx, has_init, "silu",
+                               pad_slot_id=0, checkpoint_offsets=checkpoint_offsets,
+                               checkpoint_state_indices=checkpoint_idx)
+
+    expected_states = before.clone()
+    expected = ref.causal_conv1d_varlen_reference(
+        x.cpu(), weight.cpu(), bias.cpu(), expected_states, qsl.cpu(), idx.cpu(),
+        has_init.cpu(), "silu", pad_slot_id=0,
+    )
+    # The checkpoint oracle: the reference over each sequence's first tokens,
+    # starting from its initial state (copied to its checkpoint page).
+    prefix_rows = torch.cat([torch.arange(s, s + k) for s, k in zip(qsl.tolist(), offsets)])
+    prefix_states = before.clone()
+    prefix_states[5] = before[2]
+    ref.causal_conv1d_varlen_reference(
+        x.cpu()[prefix_rows], weight.cpu(), bias.cpu(), prefix_states,
+        torch.tensor([0] + torch.tensor(offsets).cumsum(0).tolist()), checkpoint_idx.cpu(),
+        has_init.cpu(), "silu", pad_slot_id=0,
+    )
+    _assert_close(out, expected, torch.float32)
+    _assert_close(states[[1, 2, 3]], expected_states[[1, 2, 3]], torch.float32)
+    _assert_close(states[[4, 5]], prefix_states[[4, 5]], torch.float32)
+    assert torch.equal(states.cpu()[[0, 6]], before[[0, 6]])
+
+
+@pytest.mark.parametrize("width", [3, 4])
 def test_decode_after_prefill_equals_one_prefill(device, width):
     gen = torch.Generator().manual_seed(12)
     dim, prompt, steps = 24, 6, 5

@@ -55,6 +55,20 @@ def test_groups_wider_than_one_block(device, monkeypatch, norm_before_gate):
     torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[torch.float32])
 
 
+@pytest.mark.parametrize("max_block", [8192, 32])
+def test_token_tiles_with_a_partial_last_tile(device, monkeypatch, max_block):
+    """Several tokens per program (BLOCK_T), the last tile part-empty, in the
+    one-pass and the two-pass path."""
+    monkeypatch.setitem(gated_rmsnorm_module.LAUNCH_CONFIGS[device], "BLOCK_T", 4)
+    monkeypatch.setitem(gated_rmsnorm_module.LAUNCH_CONFIGS[device], "MAX_BLOCK", max_block)
+    gen = torch.Generator().manual_seed(6)
+    x, z, weight = _inputs(gen, 11, 160, torch.float32, device)
+    expected = ref.gated_rmsnorm_reference(x.cpu(), z.cpu(), weight.cpu(), 1e-6, 80, False)
+    out = torch.full_like(x, float("nan"))
+    gated_rmsnorm(x, z, weight, 1e-6, 80, False, out=out)
+    torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[torch.float32])
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_random_sweep(device, seed):
     gen = torch.Generator().manual_seed(4000 + seed)

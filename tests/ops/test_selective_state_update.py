@@ -97,25 +97,38 @@ def test_vllm_expanded_views(device):
     torch.testing.assert_close(states_expanded, states, **TOLERANCES[torch.float32])
 
 
-def test_mamba1_layout_through_views(device):
+@pytest.mark.parametrize("dtype,state_dtype", [
+    (torch.float32, torch.float32),
+    (torch.float16, torch.float32),
+    (torch.float16, torch.float16),
+    (torch.bfloat16, torch.bfloat16),
+])
+def test_mamba1_layout_through_views(device, dtype, state_dtype):
     """Mamba-1's per-channel state [slots, d_inner, dstate] is one head of
-    headdim d_inner, with per-channel dt and a per-element A."""
+    headdim d_inner, with per-channel dt and a per-element A, as
+    HybridMambaMixer passes it: x, z column slices of one projection, B, C
+    column slices of another; a row padded with the null block (slot 0)
+    leaves page 0 bit-identical."""
+    _skip_unsupported(device, dtype, state_dtype)
     gen = torch.Generator().manual_seed(4)
-    d_inner, dstate, batch = 200, 16, 3
-    states = torch.randn(5, d_inner, dstate, generator=gen).to(device)
-    x = torch.randn(batch, d_inner, generator=gen).to(device)
-    dt = torch.randn(batch, d_inner, generator=gen).to(device)
+    d_inner, dstate, batch = 200, 16, 4
+    states = torch.randn(5, d_inner * dstate + 3, generator=gen)[:, : d_inner * dstate]
+    states = states.to(state_dtype).to(device).view(5, d_inner, dstate)
+    before = states.clone()
+    proj = torch.randn(batch, 2 * d_inner, generator=gen).to(dtype).to(device)
+    x, z = proj[:, :d_inner], proj[:, d_inner:]
+    ssm_params = torch.randn(batch, 4 + 2 * dstate, generator=gen).to(dtype).to(device)
+    B, C = ssm_params[:, 4 : 4 + dstate], ssm_params[:, 4 + dstate :]
+    dt = torch.randn(batch, d_inner, generator=gen).to(dtype).to(device)
     A = -torch.exp(torch.rand(d_inner, dstate, generator=gen)).to(device)
-    B = torch.randn(batch, dstate, generator=gen).to(device)
-    C = torch.randn(batch, dstate, generator=gen).to(device)
     D = torch.randn(d_inner, generator=gen).to(device)
     dt_bias = torch.randn(d_inner, generator=gen).to(device)
-    z = torch.randn(batch, d_inner, generator=gen).to(device)
-    idx = torch.tensor([4, 0, 2], dtype=torch.int32, device=device)
+    idx = torch.tensor([4, 0, 2, 1], dtype=torch.int32, device=device)
     _check(states.unsqueeze(1), idx,
            (x.unsqueeze(1), dt.unsqueeze(1), A.unsqueeze(0), B.unsqueeze(1), C.unsqueeze(1)),
            dict(D=D.unsqueeze(0), z=z.unsqueeze(1), dt_bias=dt_bias.unsqueeze(0), dt_softplus=True),
-           torch.float32, torch.float32)
+           dtype, state_dtype, pad_slot_id=0)
+    assert torch.equal(states[[0, 3]], before[[0, 3]])
 
 
 def test_dt_limit(device):

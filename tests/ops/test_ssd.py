@@ -182,6 +182,70 @@ def test_chunked_prefill_continues_saved_state(device):
     torch.testing.assert_close(split.cpu(), whole.cpu(), **TOLERANCES[torch.float32])
 
 
+def test_prefill_checkpoint_states(device):
+    """Prefix caching (vLLM 0.32's align mode): each sequence's state after
+    its first ``offset`` tokens lands in a checkpoint page. vLLM's builder
+    splits a checkpointed sequence into two segments so that a chunk ends on
+    the checkpoint; the chunk layout here is built the same way. Outputs and
+    final states are unaffected; a declined row (padding page) writes nothing."""
+    gen = torch.Generator().manual_seed(23)
+    nheads, headdim, ngroups, dstate, L = 4, 48, 2, 16, 16
+    lens, offsets, computed = [37, 20, 9], [21, 16, 0], [0, 5, 0]
+    total = sum(lens)
+    x, dt, A, B, C, dt_bias = _inputs(gen, total, nheads, headdim, ngroups, dstate, torch.float32, device)
+    kw = dict(D=torch.randn(nheads, generator=gen).to(device), dt_bias=dt_bias, dt_softplus=True)
+    qsl = _qsl(lens, device)
+    states = _ssm_pool(gen, 7, nheads, headdim, dstate, torch.float32, device)
+    idx = torch.tensor([1, 2, 3], dtype=torch.int32, device=device)
+    has_init = torch.tensor([False, True, False], device=device)
+    checkpoint_idx = torch.tensor([4, 5, 0], dtype=torch.int32, device=device)
+    before = states.clone()
+
+    # Segments: [offset, rest] per checkpointed sequence, as vLLM's builder.
+    segment_lens, segment_computed, final_segment, checkpoint_segment = [], [], [], []
+    for n, k, c in zip(lens, offsets, computed):
+        if k:
+            checkpoint_segment.append(len(segment_lens))
+            segment_lens.append(k)
+            segment_computed.append(c)
+        else:
+            checkpoint_segment.append(None)
+        final_segment.append(len(segment_lens))
+        segment_lens.append(n - k)
+        segment_computed.append(c + k)
+    cu, segment_last = ssd_chunk_metadata(_qsl(segment_lens, "cpu"), L, segment_computed, device=device)
+    last = segment_last[final_segment].contiguous()
+    checkpoint_chunk = torch.tensor(
+        [0 if s is None else int(segment_last[s]) for s in checkpoint_segment],
+        dtype=torch.int32, device=device,
+    )
+    out = torch.empty_like(x)
+    ssd_chunk_scan(x, dt, A, B, C, chunk_size=L, cu_chunk_seqlens=cu, last_chunk_indices=last,
+                   ssm_states=states, state_indices=idx, has_initial_state=has_init, out=out,
+                   pad_slot_id=0, checkpoint_chunk_indices=checkpoint_chunk,
+                   checkpoint_state_indices=checkpoint_idx, **kw)
+
+    ref_kw = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+    expected_states = before.cpu().clone()
+    expected = ref.ssd_scan_reference(x.cpu(), dt.cpu(), A.cpu(), B.cpu(), C.cpu(), qsl.cpu(),
+                                      expected_states, idx.cpu(), has_init.cpu(), pad_slot_id=0,
+                                      **ref_kw)
+    # The checkpoint oracle: the reference over each sequence's first tokens,
+    # starting from the sequence's initial state (copied to its checkpoint page).
+    prefix_rows = torch.cat([torch.arange(s, s + k) for s, k in zip(qsl.tolist(), offsets)])
+    prefix_states = before.cpu().clone()
+    prefix_states[5] = before[2].cpu()
+    ref.ssd_scan_reference(x.cpu()[prefix_rows], dt.cpu()[prefix_rows], A.cpu(),
+                           B.cpu()[prefix_rows], C.cpu()[prefix_rows], _qsl(offsets, "cpu"),
+                           prefix_states, checkpoint_idx.cpu(), has_init.cpu(), pad_slot_id=0,
+                           **ref_kw)
+    tol = TOLERANCES[torch.float32]
+    torch.testing.assert_close(out.cpu(), expected, **tol)
+    torch.testing.assert_close(states.cpu()[[1, 2, 3]], expected_states[[1, 2, 3]], **tol)
+    torch.testing.assert_close(states.cpu()[[4, 5]], prefix_states[[4, 5]], **tol)
+    assert torch.equal(states[[0, 6]], before[[0, 6]])
+
+
 @pytest.mark.parametrize("dtype,state_dtype", [
     (torch.float32, torch.float32),
     (torch.float16, torch.float32),

@@ -37,7 +37,9 @@ Kernels:
   before a sequence's first token come from its initial state.
 - ``_conv_state_store_kernel``: prefill, afterwards. A program owns one
   sequence x ``BLOCK_D`` channels and writes the last ``state_len`` inputs
-  (from x, or shifted from the old state when the sequence is shorter). It is
+  (from x, or shifted from the old state when the sequence is shorter); for
+  prefix caching, launched once more first to write the state at a
+  checkpoint inside the sequence to another page. It is
   a separate launch because the conv kernel's programs read initial states
   that this one overwrites: stream order is the only cross-program ordering
   that is portable.
@@ -54,7 +56,13 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYPES, check_vector
+from vllm_xpu_hybrid.ops.checks import (
+    FLAG_DTYPES,
+    INDEX_DTYPES,
+    SUPPORTED_DTYPES,
+    check_checkpoints,
+    check_vector,
+)
 
 SUPPORTED_WIDTHS = (2, 3, 4)
 _ACTIVATIONS = (None, "silu", "swish")
@@ -65,10 +73,10 @@ _ACTIVATIONS = (None, "silu", "swish")
 #   state_store: BLOCK_D channels of one sequence's final state.
 #   update: BLOCK_D channels of one decode row.
 #   compile_options: extra backend options passed to every launch.
-# "cuda": no register spills on sm_90 (Triton 3.9, ptxas). "xpu" follows
-# Intel's guidance (more warps than NVIDIA, num_stages=1); these tiles compile
-# without spills for PVC at 128 GRF (triton-xpu 3.3 + ocloc) but have never
-# run on an Intel GPU: UNVERIFIED.
+# "cuda": no register spills on sm_90 (Triton 3.9, ptxas). "xpu": chosen from
+# the Intel compile gate (python -m vllm_xpu_hybrid.intel_compile, table in
+# docs/intel-compile.md): every entry builds for PVC at 128 GRF without
+# spills; never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
         "varlen": {"BLOCK_T": 32, "BLOCK_D": 64, "num_warps": 4, "num_stages": 2},
@@ -78,7 +86,8 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     },
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {
-        "varlen": {"BLOCK_T": 32, "BLOCK_D": 64, "num_warps": 16, "num_stages": 1},
+        # 32 warps: at 16, the width-4 conv with bias and silu spills 384 B on PVC.
+        "varlen": {"BLOCK_T": 32, "BLOCK_D": 64, "num_warps": 32, "num_stages": 1},
         "state_store": {"BLOCK_D": 128, "num_warps": 8, "num_stages": 1},
         "update": {"BLOCK_D": 128, "num_warps": 8, "num_stages": 1},
         "compile_options": {},
@@ -161,41 +170,48 @@ def _causal_conv1d_varlen_kernel(
 
 @triton.jit
 def _conv_state_store_kernel(
-    x_ptr, states_ptr, qsl_ptr, slot_ptr, has_init_ptr,
+    x_ptr, states_ptr, qsl_ptr, read_slot_ptr, write_slot_ptr, has_init_ptr, lengths_ptr,
     dim, pad_slot_id,
     stride_x_t, stride_x_d,
     stride_s_slot, stride_s_d, stride_s_k,
     STATE_LEN: tl.constexpr,
     STATE_POW2: tl.constexpr,
+    PARTIAL: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
     seq = tl.program_id(0)
-    slot = tl.load(slot_ptr + seq).to(tl.int64)
-    if (slot >= 0) & (slot != pad_slot_id):
+    write_slot = tl.load(write_slot_ptr + seq).to(tl.int64)
+    if (write_slot >= 0) & (write_slot != pad_slot_id):
         chan = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         chan_ok = chan < dim
         start = tl.load(qsl_ptr + seq)
-        end = tl.load(qsl_ptr + seq + 1)
-        has_init = tl.load(has_init_ptr + seq) != 0
+        if PARTIAL:
+            end = start + tl.load(lengths_ptr + seq)
+        else:
+            end = tl.load(qsl_ptr + seq + 1)
+        read_slot = tl.load(read_slot_ptr + seq).to(tl.int64)
+        has_init = ((tl.load(has_init_ptr + seq) != 0) & (read_slot >= 0)
+                    & (read_slot != pad_slot_id))
         pos = tl.arange(0, STATE_POW2)
         pos_ok = pos < STATE_LEN
         src = end - STATE_LEN + pos
         in_seq = src >= start
-        page = states_ptr + slot * stride_s_slot + chan[None, :] * stride_s_d
         from_x = tl.load(
             x_ptr + src.to(tl.int64)[:, None] * stride_x_t + chan[None, :] * stride_x_d,
             mask=(pos_ok & in_seq)[:, None] & chan_ok[None, :], other=0.0,
         ).to(tl.float32)
-        # A sequence shorter than the state keeps the newest old entries:
-        # new[pos] = old[pos + seq_len].
+        # Fewer inputs than the state keeps the newest old entries:
+        # new[pos] = old[pos + length].
         from_state = tl.zeros([STATE_POW2, BLOCK_D], dtype=tl.float32)
         if has_init:
             from_state = tl.load(
-                page + (pos + (end - start))[:, None] * stride_s_k,
+                states_ptr + read_slot * stride_s_slot + chan[None, :] * stride_s_d
+                + (pos + (end - start))[:, None] * stride_s_k,
                 mask=(pos_ok & ~in_seq)[:, None] & chan_ok[None, :], other=0.0,
             ).to(tl.float32)
         tl.store(
-            page + pos[:, None] * stride_s_k,
+            states_ptr + write_slot * stride_s_slot + chan[None, :] * stride_s_d
+            + pos[:, None] * stride_s_k,
             (from_x + from_state).to(states_ptr.dtype.element_ty),
             mask=pos_ok[:, None] & chan_ok[None, :],
         )
@@ -307,6 +323,8 @@ def causal_conv1d_varlen(
     activation: str | None = None,
     out: torch.Tensor | None = None,
     pad_slot_id: int = -1,
+    checkpoint_offsets: torch.Tensor | None = None,
+    checkpoint_state_indices: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Prefill causal conv over packed sequences, carrying conv states.
 
@@ -321,6 +339,11 @@ def causal_conv1d_varlen(
     from the old state too when it is shorter) are written back there.
     activation: None or "silu" ("swish" is accepted as silu).
     out: optional [total_tokens, dim]; must not alias x.
+    checkpoint_offsets, checkpoint_state_indices: optional [B] int32/int64,
+    both or neither (prefix caching, vLLM's ``checkpoint_meta``): the conv
+    state after the first checkpoint_offsets[b] tokens of sequence b is also
+    written to conv_states[checkpoint_state_indices[b]]; rows whose index is
+    padding write none.
     Returns out (x.dtype unless given).
     """
     _check_common(x, weight, bias, conv_states, activation, out)
@@ -330,6 +353,7 @@ def causal_conv1d_varlen(
     check_vector("state_indices", state_indices, num_seqs, INDEX_DTYPES)
     check_vector("query_start_loc", query_start_loc, num_seqs + 1, INDEX_DTYPES)
     check_vector("has_initial_state", has_initial_state, num_seqs, FLAG_DTYPES)
+    check_checkpoints("checkpoint_offsets", checkpoint_offsets, checkpoint_state_indices, num_seqs)
     if out is None:
         out = torch.empty_like(x)
     elif out.data_ptr() == x.data_ptr():
@@ -354,14 +378,21 @@ def causal_conv1d_varlen(
     )
     store_cfg = dict(cfg["state_store"])
     block_d = store_cfg.pop("BLOCK_D")
-    _conv_state_store_kernel[(num_seqs, triton.cdiv(dim, block_d))](
-        x, conv_states, query_start_loc, state_indices, has_initial_state,
-        dim, pad_slot_id,
-        x.stride(0), x.stride(1),
-        conv_states.stride(0), conv_states.stride(1), conv_states.stride(2),
-        STATE_LEN=width - 1, STATE_POW2=triton.next_power_of_2(width - 1),
-        BLOCK_D=block_d, **store_cfg, **cfg["compile_options"],
-    )
+
+    def store_states(write_slots: torch.Tensor, lengths: torch.Tensor | None) -> None:
+        _conv_state_store_kernel[(num_seqs, triton.cdiv(dim, block_d))](
+            x, conv_states, query_start_loc, state_indices, write_slots, has_initial_state,
+            lengths, dim, pad_slot_id,
+            x.stride(0), x.stride(1),
+            conv_states.stride(0), conv_states.stride(1), conv_states.stride(2),
+            STATE_LEN=width - 1, STATE_POW2=triton.next_power_of_2(width - 1),
+            PARTIAL=lengths is not None, BLOCK_D=block_d, **store_cfg, **cfg["compile_options"],
+        )
+
+    # Checkpoints first: they may read the initial state the final store overwrites.
+    if checkpoint_offsets is not None:
+        store_states(checkpoint_state_indices, checkpoint_offsets)
+    store_states(state_indices, None)
     return out
 
 

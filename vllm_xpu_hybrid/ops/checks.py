@@ -18,3 +18,19 @@ def check_vector(name: str, t: torch.Tensor, length: int, dtypes: tuple) -> None
             f"{name}: expected a contiguous tensor of shape ({length},) and dtype in {dtypes}, "
             f"got shape {tuple(t.shape)} stride {tuple(t.stride())} {t.dtype}"
         )
+
+
+
+def check_checkpoints(
+    positions_name: str,
+    positions: torch.Tensor | None,
+    state_indices: torch.Tensor | None,
+    num_seqs: int,
+) -> None:
+    """Prefix-caching checkpoints: a position per sequence (a token count or
+    a chunk index) and the state page each is written to, both or neither."""
+    if (positions is None) != (state_indices is None):
+        raise ValueError(f"{positions_name}, checkpoint_state_indices: pass both or neither")
+    if positions is not None:
+        check_vector(positions_name, positions, num_seqs, INDEX_DTYPES)
+        check_vector("checkpoint_state_indices", state_indices, num_seqs, INDEX_DTYPES)

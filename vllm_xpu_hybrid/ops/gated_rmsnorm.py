@@ -16,9 +16,9 @@ Numerics: everything in fp32, one cast at the end (vLLM's native path casts
 the normalised value to the input dtype before multiplying by the weight;
 its Triton path, like this one, does not).
 
-Kernel: ``_gated_rmsnorm_kernel``, one program per (token, group). A group
-that fits in one ``BLOCK`` stays in registers (one read of x and z); a wider
-one is read twice (sum of squares, then normalise). This module imports only
+Kernel: ``_gated_rmsnorm_kernel``, one program per (``BLOCK_T`` tokens,
+group). A group that fits in one ``BLOCK`` stays in registers (one read of x
+and z); a wider one is read twice (sum of squares, then normalise). This module imports only
 torch and triton.
 """
 
@@ -32,73 +32,82 @@ from vllm_xpu_hybrid.ops.checks import SUPPORTED_DTYPES
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
-# interpreter). MAX_BLOCK: the widest group kept in registers in one pass;
+# interpreter, where fewer, larger programs run faster). BLOCK_T: tokens per
+# program; MAX_BLOCK: the widest group kept in registers in one pass;
 # num_warps by block width (the smallest entry whose width >= BLOCK).
 # "cuda" compiles without spills on sm_90 (Triton 3.9). "xpu" follows Intel's
 # guidance (more warps); it compiles for PVC without spills (triton-xpu 3.3 +
 # ocloc) but has never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict] = {
-    "cuda": {"MAX_BLOCK": 8192, "num_warps": {512: 1, 2048: 4, 4096: 8, 8192: 16}, "compile_options": {}},
+    "cuda": {"BLOCK_T": 1, "MAX_BLOCK": 8192, "num_warps": {512: 1, 2048: 4, 4096: 8, 8192: 16},
+             "compile_options": {}},
     # UNVERIFIED: no Intel GPU has run these.
-    "xpu": {"MAX_BLOCK": 8192, "num_warps": {512: 2, 2048: 8, 4096: 16, 8192: 32}, "compile_options": {}},
-    "cpu": {"MAX_BLOCK": 8192, "num_warps": {8192: 1}, "compile_options": {}},
+    "xpu": {"BLOCK_T": 1, "MAX_BLOCK": 8192, "num_warps": {512: 2, 2048: 8, 4096: 16, 8192: 32},
+            "compile_options": {}},
+    "cpu": {"BLOCK_T": 64, "MAX_BLOCK": 8192, "num_warps": {8192: 1}, "compile_options": {}},
 }
 
 
 @triton.jit
 def _gated_rmsnorm_kernel(
     x_ptr, z_ptr, w_ptr, out_ptr,
-    group_size, eps,
+    num_tokens, group_size, eps,
     stride_x_t, stride_x_d, stride_z_t, stride_z_d, stride_o_t, stride_o_d,
     HAS_Z: tl.constexpr,
     NORM_BEFORE_GATE: tl.constexpr,
     NUM_BLOCKS: tl.constexpr,
+    BLOCK_T: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    token = tl.program_id(0).to(tl.int64)
+    tokens = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    token_ok = tokens < num_tokens
+    tokens = tokens.to(tl.int64)
     first_col = tl.program_id(1) * group_size
-    x_row = x_ptr + token * stride_x_t
-    out_row = out_ptr + token * stride_o_t
+    x_rows = x_ptr + tokens[:, None] * stride_x_t
+    out_rows = out_ptr + tokens[:, None] * stride_o_t
     offs = tl.arange(0, BLOCK)
 
     if NUM_BLOCKS == 1:
         col = first_col + offs
-        ok = offs < group_size
-        h = tl.load(x_row + col * stride_x_d, mask=ok, other=0.0).to(tl.float32)
+        ok = token_ok[:, None] & (offs < group_size)[None, :]
+        h = tl.load(x_rows + col[None, :] * stride_x_d, mask=ok, other=0.0).to(tl.float32)
         if HAS_Z:
-            z = tl.load(z_ptr + token * stride_z_t + col * stride_z_d, mask=ok, other=0.0).to(tl.float32)
+            z = tl.load(z_ptr + tokens[:, None] * stride_z_t + col[None, :] * stride_z_d, mask=ok, other=0.0).to(tl.float32)
             gate = z * tl.sigmoid(z)
             if not NORM_BEFORE_GATE:
                 h *= gate
-        rstd = 1.0 / tl.sqrt(tl.sum(h * h, axis=0) / group_size + eps)
-        y = h * rstd * tl.load(w_ptr + col, mask=ok, other=0.0).to(tl.float32)
+        rstd = 1.0 / tl.sqrt(tl.sum(h * h, axis=1) / group_size + eps)
+        weight = tl.load(w_ptr + col, mask=offs < group_size, other=0.0).to(tl.float32)
+        y = h * rstd[:, None] * weight[None, :]
         if HAS_Z and NORM_BEFORE_GATE:
             y *= gate
-        tl.store(out_row + col * stride_o_d, y.to(out_ptr.dtype.element_ty), mask=ok)
+        tl.store(out_rows + col[None, :] * stride_o_d, y.to(out_ptr.dtype.element_ty), mask=ok)
     else:
-        sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
+        sum_sq = tl.zeros([BLOCK_T, BLOCK], dtype=tl.float32)
         for b in range(NUM_BLOCKS):
             col = first_col + b * BLOCK + offs
-            ok = b * BLOCK + offs < group_size
-            h = tl.load(x_row + col * stride_x_d, mask=ok, other=0.0).to(tl.float32)
+            ok = token_ok[:, None] & (b * BLOCK + offs < group_size)[None, :]
+            h = tl.load(x_rows + col[None, :] * stride_x_d, mask=ok, other=0.0).to(tl.float32)
             if HAS_Z and not NORM_BEFORE_GATE:
-                z = tl.load(z_ptr + token * stride_z_t + col * stride_z_d, mask=ok, other=0.0).to(tl.float32)
+                z = tl.load(z_ptr + tokens[:, None] * stride_z_t + col[None, :] * stride_z_d, mask=ok, other=0.0).to(tl.float32)
                 h *= z * tl.sigmoid(z)
             sum_sq += h * h
-        rstd = 1.0 / tl.sqrt(tl.sum(sum_sq, axis=0) / group_size + eps)
+        rstd = 1.0 / tl.sqrt(tl.sum(sum_sq, axis=1) / group_size + eps)
         for b in range(NUM_BLOCKS):
             col = first_col + b * BLOCK + offs
-            ok = b * BLOCK + offs < group_size
-            h = tl.load(x_row + col * stride_x_d, mask=ok, other=0.0).to(tl.float32)
+            col_ok = b * BLOCK + offs < group_size
+            ok = token_ok[:, None] & col_ok[None, :]
+            h = tl.load(x_rows + col[None, :] * stride_x_d, mask=ok, other=0.0).to(tl.float32)
             if HAS_Z:
-                z = tl.load(z_ptr + token * stride_z_t + col * stride_z_d, mask=ok, other=0.0).to(tl.float32)
+                z = tl.load(z_ptr + tokens[:, None] * stride_z_t + col[None, :] * stride_z_d, mask=ok, other=0.0).to(tl.float32)
                 gate = z * tl.sigmoid(z)
                 if not NORM_BEFORE_GATE:
                     h *= gate
-            y = h * rstd * tl.load(w_ptr + col, mask=ok, other=0.0).to(tl.float32)
+            weight = tl.load(w_ptr + col, mask=col_ok, other=0.0).to(tl.float32)
+            y = h * rstd[:, None] * weight[None, :]
             if HAS_Z and NORM_BEFORE_GATE:
                 y *= gate
-            tl.store(out_row + col * stride_o_d, y.to(out_ptr.dtype.element_ty), mask=ok)
+            tl.store(out_rows + col[None, :] * stride_o_d, y.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 def gated_rmsnorm(
@@ -149,11 +158,12 @@ def gated_rmsnorm(
     block = min(triton.next_power_of_2(group_size), cfg["MAX_BLOCK"])
     num_warps = next(w for width, w in sorted(cfg["num_warps"].items()) if width >= block)
     z_strides = (z.stride(0), z.stride(1)) if z is not None else (0, 0)
-    _gated_rmsnorm_kernel[(tokens, hidden // group_size)](
-        x, z, weight, out, group_size, eps,
+    block_t = cfg["BLOCK_T"]
+    _gated_rmsnorm_kernel[(triton.cdiv(tokens, block_t), hidden // group_size)](
+        x, z, weight, out, tokens, group_size, eps,
         x.stride(0), x.stride(1), *z_strides, out.stride(0), out.stride(1),
         HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate,
-        NUM_BLOCKS=triton.cdiv(group_size, block), BLOCK=block,
+        NUM_BLOCKS=triton.cdiv(group_size, block), BLOCK_T=block_t, BLOCK=block,
         num_warps=num_warps, **cfg["compile_options"],
     )
     return out

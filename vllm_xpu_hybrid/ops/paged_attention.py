@@ -67,20 +67,24 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "cache_write": {"elems": 2048, "num_warps": 4},
         "compile_options": {},
     },
-    # UNVERIFIED: no Intel GPU has run these. Written from Intel's guidance
-    # (more warps than NVIDIA, 256-register GRF mode for big tiles) and from
-    # compiling for PVC without a device (Triton 3.3 + ocloc): num_stages=1
-    # because Intel's software pipeliner has crashed on kernels of this
-    # project; tile_n small because every sub-group holds the whole K and V
-    # tile (tile_n x head_size) in registers, which is what spills: fp16,
-    # head 128, tile_n 64/32/16 spilled about 50/18/5 KB; head 256 spills
-    # even at tile_n 16 (about 38 KB).
+    # UNVERIFIED: no Intel GPU has run these. Chosen from the Intel compile
+    # gate (python -m vllm_xpu_hybrid.intel_compile; docs/intel-compile.md):
+    # 256-register GRF mode; num_stages=1 because Intel's software pipeliner
+    # has crashed on kernels of this project. Every dot becomes dpas on PVC.
+    # PVC spills that remain (bf16, any block_m and warps tried): every
+    # sub-group holds the whole K and V tile (tile_n x head_pad) in
+    # registers, and tile_n cannot go below 16 (tl.dot's minimum), so
+    # head 80/128 spill about 1.7-2.4 KB and head 256 about 28 KB whatever
+    # the warps (4-32) and block_m (16-128); only head 64 (tile_n 32) is
+    # spill-free. Removing them takes a kernel change (split head_pad in
+    # the P @ V product), not a configuration. 16 warps: the least spill
+    # (8 warps: 3.1 KB prefill, 2.2 KB decode at head 128).
     "xpu": {
         "unified_prefill": {"block_m": 64, "tile_n": {64: 32, 128: 16, 256: 16},
-                            "num_warps": 8, "num_stages": 1},
+                            "num_warps": 16, "num_stages": 1},
         "unified_decode": {"block_m": 16, "tile_n": {64: 32, 128: 16, 256: 16},
-                           "num_warps": 8, "num_stages": 1},
-        "split_kv": {"tile_n": {64: 32, 128: 16, 256: 16}, "num_warps": 4, "num_stages": 1,
+                           "num_warps": 16, "num_stages": 1},
+        "split_kv": {"tile_n": {64: 32, 128: 16, 256: 16}, "num_warps": 16, "num_stages": 1,
                      "min_seq_len": 1024, "tokens_per_split": 256, "max_splits": 16,
                      "max_programs": 256},
         "reduce": {"num_warps": 4},

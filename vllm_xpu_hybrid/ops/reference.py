@@ -371,3 +371,231 @@ def gated_rmsnorm_reference(
     if gate is not None and norm_before_gate:
         y = y * gate
     return y.to(x.dtype)
+
+
+# ---------------------------------------------------------------------------
+# Mamba-1: selective scan (ops/selective_scan.py).
+#
+# The per-channel recurrence token by token, one sequence at a time; it
+# knows nothing of the kernel's chunks. SSM states are [num_slots, dim,
+# dstate] (one state row per channel); padding as in the Mamba family above.
+# The Mamba-1 decode step is selective_state_update_reference on the views
+# described in ops/selective_state_update.py.
+# ---------------------------------------------------------------------------
+
+
+def selective_scan_reference(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    ssm_states: torch.Tensor,
+    state_indices: torch.Tensor,
+    has_initial_state: torch.Tensor,
+    *,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = False,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """Mamba-1 selective scan over packed sequences, token by token.
+
+    For each channel d (group g = d // (dim // ngroups)) and token t:
+        dt' = softplus(dt[t, d] + dt_bias[d])
+        s[d] = exp(dt' * A[d]) * s[d] + dt' * x[t, d] * B[t, g]      s[d]: [dstate]
+        y[t, d] = (s[d] . C[t, g] + D[d] * x[t, d]) * silu(z[t, d])
+
+    x, dt, z: [total_tokens, dim]; A: [dim, dstate]; B, C: [total_tokens,
+    ngroups, dstate]; D, dt_bias: [dim]; ssm_states: [num_slots, dim,
+    dstate], read when has_initial_state[b] and updated in place with the
+    final state. Returns y: [total_tokens, dim] in x.dtype.
+    """
+    dim = x.shape[1]
+    ngroups = B.shape[1]
+    group_of_channel = torch.arange(dim) // (dim // ngroups)
+    dt_all = dt.to(_REF)
+    if dt_bias is not None:
+        dt_all = dt_all + dt_bias.to(_REF)
+    if dt_softplus:
+        dt_all = F.softplus(dt_all)
+    A64 = A.to(_REF)
+    out = torch.empty(x.shape, dtype=_REF)
+    qsl = query_start_loc.tolist()
+    for seq in range(len(qsl) - 1):
+        slot = int(state_indices[seq])
+        padding = _is_padding(slot, pad_slot_id)
+        state = torch.zeros(ssm_states.shape[1:], dtype=_REF)
+        if not padding and bool(has_initial_state[seq]):
+            state = ssm_states[slot].to(_REF).clone()
+        for t in range(qsl[seq], qsl[seq + 1]):
+            xt = x[t].to(_REF)
+            dtt = dt_all[t]
+            Bt = B[t].to(_REF)[group_of_channel]
+            Ct = C[t].to(_REF)[group_of_channel]
+            state = torch.exp(dtt[:, None] * A64) * state + (dtt * xt)[:, None] * Bt
+            yt = (state * Ct).sum(dim=-1)
+            if D is not None:
+                yt = yt + D.to(_REF) * xt
+            if z is not None:
+                yt = yt * F.silu(z[t].to(_REF))
+            out[t] = yt
+        if not padding:
+            ssm_states[slot] = state.to(ssm_states.dtype)
+    return out.to(x.dtype)
+
+
+# ---------------------------------------------------------------------------
+# Lightning attention (ops/lightning_attention.py).
+#
+# The recurrence token by token, one sequence at a time; it knows nothing of
+# the kernel's chunks. Per head h with decay rate slopes[h]:
+#     S = exp(-slopes[h]) * S + k_t^T v_t,    o_t = q_t @ S
+# States are [num_slots, nheads, key_dim, value_dim]; padding as in the
+# Mamba family above (no state page read or written, zero state).
+# ---------------------------------------------------------------------------
+
+
+def lightning_attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    slopes: torch.Tensor,
+    states: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    state_indices: torch.Tensor,
+    has_initial_state: torch.Tensor,
+    *,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """Lightning attention over packed sequences, token by token.
+
+    q, k: [total_tokens, nheads, key_dim]; v: [total_tokens, nheads,
+    value_dim]; slopes: [nheads]; states: [num_slots, nheads, key_dim,
+    value_dim], read when has_initial_state[b] and updated in place with the
+    final state. A decode step is a batch of one-token sequences with
+    has_initial_state all true. Returns o: [total_tokens, nheads, value_dim]
+    in q.dtype.
+    """
+    decay = torch.exp(-slopes.to(_REF))[:, None, None]
+    out = torch.empty(v.shape, dtype=_REF)
+    qsl = query_start_loc.tolist()
+    for seq in range(len(qsl) - 1):
+        slot = int(state_indices[seq])
+        padding = _is_padding(slot, pad_slot_id)
+        state = torch.zeros(states.shape[1:], dtype=_REF)
+        if not padding and bool(has_initial_state[seq]):
+            state = states[slot].to(_REF).clone()
+        for t in range(qsl[seq], qsl[seq + 1]):
+            kt, vt = k[t].to(_REF), v[t].to(_REF)
+            state = decay * state + kt[:, :, None] * vt[:, None, :]
+            out[t] = (q[t].to(_REF)[:, :, None] * state).sum(dim=1)
+        if not padding:
+            states[slot] = state.to(states.dtype)
+    return out.to(q.dtype)
+
+
+# ---------------------------------------------------------------------------
+# Gated delta rule (ops/gated_delta_rule.py): Gated DeltaNet layers
+# (Qwen3-Next, Qwen3.5).
+#
+# A sequential per-token recurrence (never a chunked one) in float64, so it
+# checks the kernels' chunked form, masking and state bookkeeping
+# independently. States are [num_slots, num_v_heads, head_v_dim, head_k_dim]
+# (vLLM's layout); state_indices and padding as in the Mamba family above
+# (_is_padding). Value head h reads key head h // (num_v_heads //
+# num_k_heads).
+# ---------------------------------------------------------------------------
+
+
+def gdn_gating_reference(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    A_log: torch.Tensor,
+    dt_bias: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """g = -exp(A_log) * softplus(a + dt_bias), beta = sigmoid(b).
+
+    a, b: [tokens, HV]; A_log, dt_bias: [HV]. Returns (g, beta) in fp32.
+    """
+    g = -torch.exp(A_log.to(_REF)) * F.softplus(a.to(_REF) + dt_bias.to(_REF))
+    return g.float(), torch.sigmoid(b.to(_REF)).float()
+
+
+def gated_delta_rule_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    query_start_loc: torch.Tensor,
+    states: torch.Tensor,
+    state_indices: torch.Tensor,
+    has_initial_state: torch.Tensor,
+    *,
+    scale: float | None = None,
+    qk_l2norm: bool = False,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """Gated delta rule over packed sequences, token by token.
+
+    Per value head h and token t, with S: [V, K]:
+        S = exp(g[t, h]) * S
+        S = S + (beta[t, h] * (v[t, h] - S @ k[t])) (outer) k[t]
+        o = scale * S @ q[t]
+    q, k: [tokens, H, K] (L2-normalised first, eps 1e-6, when qk_l2norm);
+    v: [tokens, HV, V]; g, beta: [tokens, HV]; states: [num_slots, HV, V, K],
+    read when has_initial_state[b] and updated in place with the final state.
+    Returns o: [tokens, HV, V] in q.dtype.
+    """
+    _, num_k_heads, head_k_dim = q.shape
+    num_v_heads = v.shape[1]
+    scale = head_k_dim**-0.5 if scale is None else scale
+    key_head = torch.arange(num_v_heads) // (num_v_heads // num_k_heads)
+    q64, k64 = q.to(_REF)[:, key_head], k.to(_REF)[:, key_head]    # [tokens, HV, K]
+    if qk_l2norm:
+        q64 = q64 * torch.rsqrt((q64 * q64).sum(-1, keepdim=True) + 1e-6)
+        k64 = k64 * torch.rsqrt((k64 * k64).sum(-1, keepdim=True) + 1e-6)
+    v64, g64, beta64 = v.to(_REF), g.to(_REF), beta.to(_REF)
+    out = torch.empty(v.shape, dtype=_REF)
+    qsl = query_start_loc.tolist()
+    for seq in range(len(qsl) - 1):
+        slot = int(state_indices[seq])
+        padding = _is_padding(slot, pad_slot_id)
+        state = torch.zeros(states.shape[1:], dtype=_REF)
+        if not padding and bool(has_initial_state[seq]):
+            state = states[slot].to(_REF).clone()
+        for t in range(qsl[seq], qsl[seq + 1]):
+            state = state * torch.exp(g64[t])[:, None, None]
+            predicted = torch.einsum("hvk,hk->hv", state, k64[t])
+            delta = beta64[t][:, None] * (v64[t] - predicted)
+            state = state + delta[:, :, None] * k64[t][:, None, :]
+            out[t] = scale * torch.einsum("hvk,hk->hv", state, q64[t])
+        if not padding:
+            states[slot] = state.to(states.dtype)
+    return out.to(q.dtype)
+
+
+def gated_delta_rule_decode_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    states: torch.Tensor,
+    state_indices: torch.Tensor,
+    *,
+    scale: float | None = None,
+    qk_l2norm: bool = False,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """One decode token per row (row b on states[state_indices[b]]), as
+    above. Returns o: [batch, HV, V]."""
+    batch = q.shape[0]
+    return gated_delta_rule_reference(
+        q, k, v, g, beta, torch.arange(batch + 1), states, state_indices,
+        torch.ones(batch, dtype=torch.bool), scale=scale, qk_l2norm=qk_l2norm,
+        pad_slot_id=pad_slot_id,
+    )

@@ -45,16 +45,19 @@ from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
-# interpreter). BLOCK_P headdim rows per program (upper bound, clipped to
-# headdim); a program holds a [BLOCK_P, dstate] state tile.
+# interpreter). A program holds a [BLOCK_P, dstate] state tile: BLOCK_P
+# headdim rows, at least the configured BLOCK_P, more for small states until
+# the tile holds STATE_TILE elements (Mamba-1's dstate 16 would otherwise
+# give 1 KiB programs), clipped to headdim.
 # Both GPU entries compile without register spills at dstate 128 (sm_90 with
-# Triton 3.9; PVC with triton-xpu 3.3 + ocloc at 128 GRF); "xpu" has never
-# run on an Intel GPU: UNVERIFIED.
+# Triton 3.9; PVC with triton-xpu 3.3 + ocloc at 128 GRF) and at 128 rows of
+# dstate 16 with a per-state A (Mamba-1); "xpu" has never run on an Intel
+# GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict] = {
-    "cuda": {"BLOCK_P": 16, "num_warps": 4, "compile_options": {}},
+    "cuda": {"BLOCK_P": 16, "STATE_TILE": 2048, "num_warps": 4, "compile_options": {}},
     # UNVERIFIED: no Intel GPU has run these.
-    "xpu": {"BLOCK_P": 16, "num_warps": 8, "compile_options": {}},
-    "cpu": {"BLOCK_P": 128, "num_warps": 1, "compile_options": {}},
+    "xpu": {"BLOCK_P": 16, "STATE_TILE": 2048, "num_warps": 8, "compile_options": {}},
+    "cpu": {"BLOCK_P": 128, "STATE_TILE": 16384, "num_warps": 1, "compile_options": {}},
 }
 
 
@@ -236,7 +239,8 @@ def selective_state_update(
         return out
 
     cfg = LAUNCH_CONFIGS[x.device.type]
-    block_p = min(cfg["BLOCK_P"], triton.next_power_of_2(headdim))
+    block_n = triton.next_power_of_2(dstate)
+    block_p = min(max(cfg["BLOCK_P"], cfg["STATE_TILE"] // block_n), triton.next_power_of_2(headdim))
     z_strides = (z.stride(0), z.stride(1), z.stride(2)) if z is not None else (0, 0, 0)
     _selective_state_update_kernel[(batch, nheads, triton.cdiv(headdim, block_p))](
         ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out,
@@ -245,7 +249,7 @@ def selective_state_update(
         *B.stride(), *C.stride(), *D_strides, *z_strides, *bias_strides, *out.stride(),
         A_PER_STATE=a_per_state, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus,
-        BLOCK_P=block_p, BLOCK_N=triton.next_power_of_2(dstate),
+        BLOCK_P=block_p, BLOCK_N=block_n,
         num_warps=cfg["num_warps"], **cfg["compile_options"],
     )
     return out

@@ -36,7 +36,9 @@ Kernels (one launch each, in stream order):
 4. ``_ssd_state_passing_kernel``: per sequence, walks its chunks in order:
    replaces each chunk's contribution by the state at the chunk's start and
    writes the final state to ``ssm_states[state_indices[b]]``. The initial
-   state is read from the same page first, by the same program.
+   state is read from the same page first, by the same program. For prefix
+   caching it also writes the state at one chosen chunk end per sequence
+   (vLLM 0.32's prefill checkpoint) to another page.
 5. ``_ssd_chunk_scan_kernel``: output = inter-chunk term
    ``exp(dA_cum) * C @ state_start^T`` + intra-chunk term
    ``(CB * decay * dt, causal) @ x`` + ``D * x``.
@@ -57,7 +59,13 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYPES, check_vector
+from vllm_xpu_hybrid.ops.checks import (
+    FLAG_DTYPES,
+    INDEX_DTYPES,
+    SUPPORTED_DTYPES,
+    check_checkpoints,
+    check_vector,
+)
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -70,12 +78,13 @@ from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYP
 #   state_passing: BLOCK_P x BLOCK_N tile of the running state.
 #   chunk_scan: BLOCK_M tokens x BLOCK_P headdim, BLOCK_K over dstate and tokens.
 #   compile_options: extra backend options passed to every launch.
-# "cuda": no register spills on sm_90 (Triton 3.9, ptxas). "xpu" follows
-# Intel's guidance (more warps than NVIDIA, large GRF mode for dot tiles,
-# num_stages=1: Intel's pipeliner has crashed on a chunked-scan kernel); these
-# tiles compile for PVC without spills and with dpas (triton-xpu 3.3 +
-# ocloc) but have never run on an Intel GPU: UNVERIFIED. DG2 (Arc) gets no
-# dpas from that backend and spills at these tiles.
+# "cuda": no register spills on sm_90 (Triton 3.9, ptxas). "xpu": large GRF
+# mode for the dot tiles, num_stages=1 (Intel's pipeliner has crashed on a
+# chunked-scan kernel); checked by the Intel compile gate (python -m
+# vllm_xpu_hybrid.intel_compile, docs/intel-compile.md) at Mamba-2 shapes
+# (64/80 headdim, 1 and 8 groups, state 128, chunk 128/256): no spill on PVC
+# and every dot becomes dpas. Never run on an Intel GPU: UNVERIFIED. DG2
+# (Arc) gets no dpas from that backend and spills 33-48 KB in the dot kernels.
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
         "dt_cumsum": {"BLOCK_H": 16, "num_warps": 4},
@@ -234,8 +243,10 @@ def _ssd_chunk_state_kernel(
 @triton.jit
 def _ssd_state_passing_kernel(
     states_ptr, dA_cum_ptr, last_chunk_ptr, ssm_ptr, slot_ptr, has_init_ptr,
+    checkpoint_chunk_ptr, checkpoint_slot_ptr,
     nheads, headdim, dstate, num_chunks, pad_slot_id,
     stride_ssm_slot, stride_ssm_h, stride_ssm_p, stride_ssm_n,
+    HAS_CHECKPOINTS: tl.constexpr,
     CHUNK: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -257,12 +268,23 @@ def _ssd_state_passing_kernel(
     if valid & has_init:
         state = tl.load(page, mask=tile_ok, other=0.0).to(tl.float32)
     tile = p[:, None] * dstate + n[None, :]
+    if HAS_CHECKPOINTS:
+        checkpoint_slot = tl.load(checkpoint_slot_ptr + seq).to(tl.int64)
+        checkpoint_chunk = tl.where(
+            (checkpoint_slot >= 0) & (checkpoint_slot != pad_slot_id),
+            tl.load(checkpoint_chunk_ptr + seq), -1,
+        )
+        checkpoint_page = (ssm_ptr + checkpoint_slot * stride_ssm_slot + head * stride_ssm_h
+                           + p[:, None] * stride_ssm_p + n[None, :] * stride_ssm_n)
     for chunk in range(first_chunk, end_chunk):
         chunk_states = states_ptr + (chunk * nheads + head).to(tl.int64) * headdim * dstate
         contribution = tl.load(chunk_states + tile, mask=tile_ok, other=0.0)
         tl.store(chunk_states + tile, state, mask=tile_ok)
         decay = tl.exp(tl.load(dA_cum_ptr + (head * num_chunks + chunk).to(tl.int64) * CHUNK + CHUNK - 1))
         state = state * decay + contribution
+        if HAS_CHECKPOINTS:
+            if chunk == checkpoint_chunk:
+                tl.store(checkpoint_page, state.to(ssm_ptr.dtype.element_ty), mask=tile_ok)
     if valid:
         tl.store(page, state.to(ssm_ptr.dtype.element_ty), mask=tile_ok)
 
@@ -418,6 +440,8 @@ def ssd_chunk_scan(
     dt_softplus: bool = False,
     dt_limit: tuple[float, float] = (0.0, float("inf")),
     pad_slot_id: int = -1,
+    checkpoint_chunk_indices: torch.Tensor | None = None,
+    checkpoint_state_indices: torch.Tensor | None = None,
 ) -> None:
     """Mamba-2 SSD prefill over packed sequences, carrying SSM states.
 
@@ -436,6 +460,12 @@ def ssd_chunk_scan(
     out: [total_tokens, nheads, headdim], written.
     D: [nheads] or [nheads, headdim]; dt_bias: [nheads];
     dt' = clamp(softplus(dt + dt_bias) if dt_softplus else dt + dt_bias, *dt_limit).
+    checkpoint_chunk_indices, checkpoint_state_indices: optional [B]
+    int32/int64, both or neither (prefix caching, vLLM's
+    ``checkpoint_chunk_idx`` / ``checkpoint_meta.state_indices``): the state
+    at the end of logical chunk checkpoint_chunk_indices[b] (a chunk of
+    sequence b) is also written to ssm_states[checkpoint_state_indices[b]];
+    rows whose index is padding write none.
     """
     if x.device.type not in LAUNCH_CONFIGS:
         raise ValueError(
@@ -482,6 +512,9 @@ def ssd_chunk_scan(
     check_vector("cu_chunk_seqlens", cu_chunk_seqlens, num_chunks + 1, INDEX_DTYPES)
     check_vector("last_chunk_indices", last_chunk_indices, num_seqs, INDEX_DTYPES)
     check_vector("has_initial_state", has_initial_state, num_seqs, FLAG_DTYPES)
+    check_checkpoints(
+        "checkpoint_chunk_indices", checkpoint_chunk_indices, checkpoint_state_indices, num_seqs
+    )
     if ssm_states.dim() != 4 or tuple(ssm_states.shape[1:]) != (nheads, headdim, dstate):
         raise ValueError(
             f"ssm_states: expected [num_slots, nheads={nheads}, headdim={headdim}, "
@@ -537,9 +570,10 @@ def ssd_chunk_scan(
     bp, bn = _block(c["BLOCK_P"], headdim), _block(c["BLOCK_N"], dstate)
     _ssd_state_passing_kernel[(num_seqs, nheads, triton.cdiv(headdim, bp) * triton.cdiv(dstate, bn))](
         states, dA_cum, last_chunk_indices, ssm_states, state_indices, has_initial_state,
+        checkpoint_chunk_indices, checkpoint_state_indices,
         nheads, headdim, dstate, max(num_chunks, 1), pad_slot_id,
         ssm_states.stride(0), ssm_states.stride(1), ssm_states.stride(2), ssm_states.stride(3),
-        CHUNK=L, BLOCK_P=bp, BLOCK_N=bn, num_warps=c["num_warps"], **options,
+        HAS_CHECKPOINTS=checkpoint_chunk_indices is not None, CHUNK=L, BLOCK_P=bp, BLOCK_N=bn, num_warps=c["num_warps"], **options,
     )
 
     if num_chunks > 0:

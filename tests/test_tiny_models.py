@@ -12,6 +12,7 @@ import re
 import pytest
 
 from vllm_xpu_hybrid.tiny_models import (
+    REMOTE_CODE_ARCHS,
     TINY_ARCHS,
     build_tiny_config,
     build_tiny_model,
@@ -33,6 +34,7 @@ VLLM_CLASSES = {
     "lfm2": ("Lfm2ForCausalLM", "Lfm2ForCausalLM"),
     "qwen3_next": ("Qwen3NextForCausalLM", "Qwen3NextForCausalLM"),
     "qwen3_5_text": ("Qwen3_5ForCausalLM", "Qwen3_5ForCausalLM"),
+    "bailing_hybrid": ("BailingMoeV2_5ForCausalLM", "BailingMoeV25ForCausalLM"),
 }
 ATTENTION_FREE = {"mamba", "mamba2", "falcon_mamba"}
 ATTENTION_ONLY = {"llama", "qwen3"}
@@ -58,8 +60,9 @@ def test_transformers_loads_and_runs(arch, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = tiny_model_dir(arch)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    remote_code = arch in REMOTE_CODE_ARCHS
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote_code)
     config = model.config
     assert config.model_type == arch
     assert config.architectures == [VLLM_CLASSES[arch][0]]
@@ -83,7 +86,9 @@ def test_transformers_loads_and_runs(arch, tiny_model_dir):
 def test_tokenizer_round_trip(arch, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir(arch))
+    tokenizer = AutoTokenizer.from_pretrained(
+        tiny_model_dir(arch), trust_remote_code=arch in REMOTE_CODE_ARCHS
+    )
     ids = tokenizer(SENTENCE).input_ids
     assert ids[0] == tokenizer.bos_token_id
     assert tokenizer.decode(ids, skip_special_tokens=True) == SENTENCE
@@ -96,9 +101,10 @@ def test_tokenizer_round_trip(arch, tiny_model_dir):
     assert prompt.endswith("<|im_start|>assistant\n")
 
 
-@pytest.mark.parametrize("arch", sorted(HYBRID - {"falcon_h1"}))
+@pytest.mark.parametrize("arch", sorted(HYBRID - {"falcon_h1", "bailing_hybrid"}))
 def test_hybrid_defaults_have_both_layer_kinds(arch):
-    # Falcon-H1 runs attention and Mamba-2 side by side in every layer.
+    # Falcon-H1 runs attention and Mamba-2 side by side in every layer;
+    # Bailing V2.5's full-attention layers are MLA, out of the plugin's scope.
     layer_types = set(build_tiny_config(arch).layer_types)
     assert layer_types & ATTENTION_LAYER_TYPES, layer_types
     assert layer_types - ATTENTION_LAYER_TYPES, layer_types
@@ -127,7 +133,10 @@ def test_vllm_parses(arch, tiny_model_dir, monkeypatch):
     # cache. Nothing here initialises a device, so inspect in this process.
     monkeypatch.setattr(registry, "_run_in_subprocess", lambda fn: fn())
 
-    model_config = ModelConfig(model=str(tiny_model_dir(arch)), dtype="float32")
+    model_config = ModelConfig(
+        model=str(tiny_model_dir(arch)), dtype="float32",
+        trust_remote_code=arch in REMOTE_CODE_ARCHS,
+    )
     architecture, class_name = VLLM_CLASSES[arch]
     model_cls, resolved = ModelRegistry.resolve_model_cls(
         model_config.architectures, model_config
@@ -226,6 +235,9 @@ def test_unknown_override_field_raises_naming_it():
         ("qwen3", {"vocab_size": 100}, "vocab_size"),  # tokenizer has 512
         ("qwen3", {"dtype": "bfloat16"}, "dtype"),  # weights are fp32
         ("qwen3", {"eos_token_id": 7}, "eos_token_id"),  # the tokenizer's
+        ("bailing_hybrid", {"layer_group_size": 2}, "layer_group_size"),  # an MLA layer
+        ("bailing_hybrid", {"num_experts": 4}, "num_experts"),
+        ("bailing_hybrid", {"group_norm_size": 3}, "group_norm_size"),
     ],
 )
 def test_impossible_override_raises_naming_field(arch, overrides, field):

@@ -153,6 +153,7 @@ def model_report(model_dir: str, prefix_caching: bool, **engine_kwargs) -> dict[
                 continue
             entry: dict[str, Any] = {
                 "name": name,
+                "class": _class_path(type(layer)),
                 "backend": _class_path(layer.get_attn_backend()),
                 "page_size_bytes": spec.page_size_bytes,
             }
@@ -213,12 +214,17 @@ def format_text(report: dict[str, Any]) -> str:
             + ("on" if model["prefix_caching"] else "off")
             + f" (mamba cache mode {model['mamba_cache_mode']})"
         )
+        classes: dict[str, set[str]] = {}
+        for layer in model["layers"]:
+            classes.setdefault(layer.get("mamba_type", "attention"), set()).add(layer["class"])
         for kind, backend in model["layer_backends"].items():
-            lines.append(f"  {kind} layers: {backend}")
+            computed_by = ", ".join(sorted(classes.get(kind, ())))
+            lines.append(f"  {kind} layers: {backend}" + (f" (layer {computed_by})" if computed_by else ""))
+        padded = model["mamba_page_size_padded"]
         lines.append(
             f"  block size {model['block_size']}, Mamba block size "
-            f"{model['mamba_block_size']}, Mamba page padded to "
-            f"{model['mamba_page_size_padded']} bytes"
+            f"{model['mamba_block_size']}, Mamba page "
+            + ("not padded" if padded is None else f"padded to {padded} bytes")
         )
         pages: dict[str, set[int]] = {}
         for layer in model["layers"]:

@@ -7,6 +7,10 @@ size minus one and plus one, one longer than the per-step token budget (so
 vLLM prefills it in chunks), and others in between. The batch runs twice
 through vLLM, so with prefix caching the second pass reads cached blocks and
 Mamba states.
+
+For an architecture transformers lacks, the tiny model carries its
+transformers implementation as remote code (vllm_xpu_hybrid.reference_models):
+``--trust-remote-code`` lets transformers and vLLM load it.
 """
 
 from __future__ import annotations
@@ -68,11 +72,15 @@ def build_prompts(tokenizer, lengths: list[int]) -> list[list[int]]:
     return [ids[i * 2 : i * 2 + n] for i, n in enumerate(lengths)]
 
 
-def hf_greedy(model_dir: str, prompts: list[list[int]], max_tokens: int):
+def hf_greedy(
+    model_dir: str, prompts: list[list[int]], max_tokens: int, trust_remote_code: bool = False
+):
     """transformers' greedy tokens (fp32) and per-step scores for each prompt."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, trust_remote_code=trust_remote_code
+    )
     model.eval()
     results = []
     for prompt in prompts:
@@ -99,20 +107,24 @@ def run_parity(
     block_size: int = 16,
     chunk_budget: int = 64,
     prefix_caching: bool = False,
+    trust_remote_code: bool = False,
 ) -> list[PromptResult]:
-    """Compare vLLM with the plugin against transformers; see the module."""
+    """Compare vLLM with the plugin against transformers; see the module.
+    ``trust_remote_code`` lets both load a checkpoint's own model code (the
+    tiny models of architectures transformers lacks carry theirs)."""
     from transformers import AutoTokenizer
     from vllm import SamplingParams, TokensPrompt
 
     from vllm_xpu_hybrid.engine import start_llm
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     prompts = build_prompts(tokenizer, prompt_lengths(num_prompts, block_size, chunk_budget))
     llm = start_llm(
         model_dir,
         dtype="float32",
         block_size=block_size,
         enable_prefix_caching=prefix_caching,
+        trust_remote_code=trust_remote_code,
         enable_chunked_prefill=True,
         max_num_batched_tokens=chunk_budget,
         max_num_seqs=max(num_prompts, 8),
@@ -120,7 +132,7 @@ def run_parity(
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
     batch = [TokensPrompt(prompt_token_ids=p) for p in prompts]
     passes = [llm.generate(batch, params, use_tqdm=False) for _ in range(2)]
-    reference = hf_greedy(model_dir, prompts, max_tokens)
+    reference = hf_greedy(model_dir, prompts, max_tokens, trust_remote_code)
 
     results = []
     for outputs in passes:

@@ -11,7 +11,9 @@ plugin's kernels and vLLM's layers need: attention head_dim 64, Mamba-2
 chunk_size 16 (short prompts already cross chunk boundaries), two Mamba-2
 groups where transformers and vLLM agree on the grouped norm (Nemotron-H,
 Zamba2), GDN key/value head dims 64, and every hybrid
-architecture carries both its Mamba-like layer type and attention.
+architecture carries both its Mamba-like layer type and attention, except
+Bailing V2.5, whose full-attention layers are MLA (out of the plugin's
+scope): its tiny model has linear-attention layers only.
 
 Nothing here imports vLLM; transformers, tokenizers and torch are imported
 inside the functions that need them.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import itertools
 import json
 import pathlib
@@ -94,7 +97,11 @@ class _ArchSpec:
     on that the config class does not check itself; the message names the
     fields and formats their values from the config. ``extra_keys`` are
     keys the config class does not declare but the builder writes (vLLM reads
-    them) or the class accepts at construction.
+    them) or the class accepts at construction. ``remote_code`` names the
+    (config class, causal-LM class) of an architecture transformers lacks
+    (module paths in :mod:`vllm_xpu_hybrid.reference_models`): the builder
+    saves them as remote code beside the checkpoint, which then loads with
+    ``trust_remote_code=True`` in transformers and vLLM.
     """
 
     description: str
@@ -104,6 +111,7 @@ class _ArchSpec:
     layer_kinds: frozenset[str] = frozenset()
     checks: tuple[_Check, ...] = ()
     extra_keys: frozenset[str] = frozenset()
+    remote_code: tuple[str, str] | None = None
 
 
 def _every_nth_full_attention(kwargs: dict[str, Any]) -> list[str]:
@@ -504,6 +512,49 @@ _SPECS: dict[str, _ArchSpec] = {
         checks=_attention_checks() + _GDN_CHECKS,
         extra_keys=frozenset({"full_attention_interval"}),
     ),
+    "bailing_hybrid": _ArchSpec(
+        "Bailing V2.5 (Ling/Ring 2.5): lightning linear-attention layers only "
+        "(its MLA layers are out of the plugin's scope), dense MLPs; remote "
+        "code (load with trust_remote_code)",
+        {
+            **_COMMON,
+            "hidden_size": 128,
+            "num_attention_heads": 4,
+            "head_dim": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            # One RMSNorm group per head of the attention output.
+            "group_norm_size": 4,
+            "max_position_embeddings": 2048,
+        },
+        checks=(
+            (
+                lambda c: set(c.layer_types) == {"linear_attention"},
+                "layer_group_size={layer_group_size} makes full-attention (MLA) "
+                "layers, which vllm-xpu-hybrid does not serve; make it greater "
+                "than num_hidden_layers={num_hidden_layers}",
+            ),
+            (
+                lambda c: c.num_experts <= 1,
+                "num_experts={num_experts}: the reference implements dense MLPs "
+                "only; use 0",
+            ),
+            (
+                lambda c: (c.num_attention_heads * c.head_dim) % c.group_norm_size == 0,
+                "group_norm_size={group_norm_size} must divide num_attention_heads "
+                "* head_dim",
+            ),
+            (
+                lambda c: (c.head_dim * c.rope_parameters["partial_rotary_factor"]) % 2 == 0,
+                "head_dim={head_dim} times rope_parameters' partial_rotary_factor "
+                "must be an even rotary dimension",
+            ),
+        ),
+        remote_code=(
+            "vllm_xpu_hybrid.reference_models.bailing_hybrid.BailingHybridConfig",
+            "vllm_xpu_hybrid.reference_models.bailing_hybrid.BailingMoeV2_5ForCausalLM",
+        ),
+    ),
 }
 
 # Hub Qwen3.5 checkpoints say model_type "qwen3_5" (the vision-language
@@ -514,6 +565,9 @@ _ARCH_ALIASES = {"qwen3_5": "qwen3_5_text"}
 TINY_ARCHS: Mapping[str, str] = MappingProxyType(
     {model_type: spec.description for model_type, spec in _SPECS.items()}
 )
+# Architectures whose checkpoints carry their model code: load them with
+# trust_remote_code=True (transformers and vLLM).
+REMOTE_CODE_ARCHS = frozenset(t for t, spec in _SPECS.items() if spec.remote_code)
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -543,6 +597,19 @@ def _resolve_arch(arch: str) -> str:
             + ")"
         )
     return model_type
+
+
+def _import_class(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _config_class(model_type: str, spec: _ArchSpec) -> type:
+    if spec.remote_code is not None:
+        return _import_class(spec.remote_code[0])
+    from transformers import CONFIG_MAPPING
+
+    return CONFIG_MAPPING[model_type]
 
 
 def _known_keys(config_cls: type, spec: _ArchSpec) -> set[str]:
@@ -622,12 +689,10 @@ def build_tiny_config(arch: str, overrides: Mapping[str, object] | None = None) 
     config class rejects or recomputes, or a combination the architecture
     (in transformers or in vLLM) cannot take.
     """
-    from transformers import CONFIG_MAPPING
-
     model_type = _resolve_arch(arch)
     spec = _SPECS[model_type]
     overrides = dict(overrides or {})
-    config_cls = CONFIG_MAPPING[model_type]
+    config_cls = _config_class(model_type, spec)
     known = _known_keys(config_cls, spec)
     for key in overrides:
         if key in _BUILDER_FIELDS:
@@ -740,10 +805,19 @@ def build_tiny_model(
     from transformers import AutoModelForCausalLM
 
     config = build_tiny_config(arch, overrides)
+    remote_code = _SPECS[config.model_type].remote_code
     out = pathlib.Path(out_dir)
     torch.manual_seed(seed)
     try:
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        if remote_code is None:
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        else:
+            # save_pretrained then copies the classes' module beside the
+            # checkpoint and writes config.json's auto_map.
+            model_cls = _import_class(remote_code[1])
+            type(config).register_for_auto_class()
+            model_cls.register_for_auto_class("AutoModelForCausalLM")
+            model = model_cls(config).to(torch.float32)
     except Exception as exc:
         raise ValueError(
             f"{config.model_type}: transformers cannot build the model with "

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from vllm_xpu_hybrid.tiny_models import TINY_ARCHS
+from vllm_xpu_hybrid.tiny_models import REMOTE_CODE_ARCHS, TINY_ARCHS
 
 ATTENTION_BACKEND = "vllm_xpu_hybrid.backends.attention.HybridAttentionBackend"
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -45,9 +45,13 @@ import json, sys
 from vllm_xpu_hybrid.info import model_report
 reports = {}
 for arch, path in json.loads(sys.argv[1]).items():
-    reports[arch] = [model_report(path, prefix_caching=c, max_model_len=%d) for c in (False, True)]
+    reports[arch] = [
+        model_report(path, prefix_caching=c, max_model_len=%d,
+                     trust_remote_code=arch in %r)
+        for c in (False, True)
+    ]
 print("REPORTS " + json.dumps(reports))
-""" % MAX_MODEL_LEN
+""" % (MAX_MODEL_LEN, sorted(REMOTE_CODE_ARCHS))
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +71,10 @@ def _state_bytes(layer) -> int:
     )
 
 
+# Mamba-like layer types whose compute the plugin's layers own.
+PLUGIN_LAYER_TYPES = {"MAMBA2", "SHORT_CONV", "LINEAR"}
+
+
 @pytest.mark.parametrize("arch", ARCH_PARAMS)
 def test_every_layer_served_by_plugin(reports, arch):
     for report in reports[arch]:
@@ -74,6 +82,8 @@ def test_every_layer_served_by_plugin(reports, arch):
         for layer in report["layers"]:
             if "mamba_type" in layer:
                 assert layer["backend"].startswith("vllm_xpu_hybrid.backends."), layer
+                if layer["mamba_type"] in PLUGIN_LAYER_TYPES:
+                    assert layer["class"].startswith("vllm_xpu_hybrid.layers."), layer
             else:
                 assert layer["backend"] == ATTENTION_BACKEND, layer
         for kind, backend in report["layer_backends"].items():

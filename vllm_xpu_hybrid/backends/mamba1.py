@@ -1,10 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """The MAMBA1 backend (Mamba, FalconMamba, Jamba).
 
-Until the plugin's own MAMBA1 kernels and layer land, this backend builds
-vLLM's own MAMBA1 metadata (vLLM's builder, reused as is) and the layer
-computes with vLLM's ops; the platform already routes the type here so the
-plugin owns the selection.
+Metadata only, as every vLLM Mamba backend: the plugin's
+``HybridMambaMixer`` (:mod:`vllm_xpu_hybrid.layers.mamba_mixer`) computes,
+with the plugin's conv, selective-scan and state-update kernels.
+
+vLLM's Mamba-1 builder is reused as is: it already gives those kernels
+everything they take (the decode/prefill split, ``query_start_loc_p``,
+``has_initial_states_p`` and state slots), computed from host-side copies
+and uploaded without a device->host sync. The selective scan lays out its
+own chunks on the device from ``query_start_loc_p``, so it needs no chunk
+metadata (vLLM's Mamba-1 builder makes none). The builder also builds the
+per-token program tables of vLLM's Triton conv kernel, which the plugin's
+kernels do not read; that is host work and small non-blocking copies, no
+sync.
 """
 
 from __future__ import annotations

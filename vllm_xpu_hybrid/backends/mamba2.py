@@ -1,10 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 """The MAMBA2 backend (Mamba2, GraniteMoeHybrid, NemotronH, FalconH1, Zamba2).
 
-Until the plugin's own MAMBA2 kernels and layer land, this backend builds
-vLLM's own MAMBA2 metadata (vLLM's builder, reused as is) and the layer
-computes with vLLM's ops; the platform already routes the type here so the
-plugin owns the selection.
+Metadata only, as every vLLM Mamba backend: the plugin's
+``HybridMambaMixer2`` (:mod:`vllm_xpu_hybrid.layers.mamba_mixer2`) computes,
+with the plugin's conv, SSD, state-update and gated-norm kernels.
+
+vLLM's Mamba-2 builder is reused as is: it already gives those kernels
+everything they take (the decode/prefill split, ``query_start_loc_p``,
+``has_initial_states_p``, state slots, and the logical chunks
+``cu_chunk_seqlen_p`` / ``last_chunk_indices_p`` the SSD kernel runs on),
+computed from host-side copies and uploaded without a device->host sync.
+It also builds what only vLLM's own kernels read (``seq_idx_p`` and the
+per-token program tables of its Triton conv kernel); that is host work and
+small non-blocking copies, no sync.
 """
 
 from __future__ import annotations

@@ -1,10 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """The SHORT_CONV backend (LFM2).
 
-Until the plugin's own SHORT_CONV kernels and layer land, this backend builds
-vLLM's own SHORT_CONV metadata (vLLM's builder, reused as is) and the layer
-computes with vLLM's ops; the platform already routes the type here so the
-plugin owns the selection.
+Metadata only, as every vLLM Mamba backend: the plugin's ``HybridShortConv``
+(:mod:`vllm_xpu_hybrid.layers.short_conv`) computes, with the plugin's conv
+kernels.
+
+vLLM's ShortConv builder is reused as is: it already gives those kernels
+everything they take (the decode/prefill split, ``query_start_loc_p``,
+``has_initial_states_p`` and state slots), computed from host-side copies and
+uploaded without a device->host sync. It also builds the per-token program
+tables of vLLM's Triton conv kernel, which the plugin's kernels do not read;
+that is host work and small non-blocking copies, no sync.
 """
 
 from __future__ import annotations

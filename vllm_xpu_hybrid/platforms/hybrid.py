@@ -290,10 +290,10 @@ def log_layer_backends(vllm_config: VllmConfig) -> None:
     if cache_config.mamba_block_size is None:
         logger.info_once("vllm-xpu-hybrid: KV-cache block size %d.", cache_config.block_size)
     else:
+        padded = cache_config.mamba_page_size_padded
         logger.info_once(
-            "vllm-xpu-hybrid: KV-cache block size %d, Mamba block size %d, Mamba "
-            "page padded to %s bytes.",
+            "vllm-xpu-hybrid: KV-cache block size %d, Mamba block size %d, %s.",
             cache_config.block_size,
             cache_config.mamba_block_size,
-            cache_config.mamba_page_size_padded,
+            "Mamba page not padded" if padded is None else f"Mamba page padded to {padded} bytes",
         )

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """The ``vllm-xpu-hybrid`` command line.
 
-Every subcommand takes ``--device {xpu,cpu}`` (the same as setting
-``VLLM_XPU_HYBRID_DEVICE``) and turns the plugin on for the vLLM it starts.
+Every subcommand but ``bench`` takes ``--device {xpu,cpu}`` (the same as
+setting ``VLLM_XPU_HYBRID_DEVICE``) and turns the plugin on for the vLLM it
+starts; ``bench`` calls the kernels directly and its ``--device`` names the
+GPU to time on.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
         block_size=args.block_size,
         chunk_budget=args.max_num_batched_tokens,
         prefix_caching=args.prefix_caching,
+        trust_remote_code=args.trust_remote_code,
     )
     print(format_results(results))
     return 0 if all(r.first_divergence is None for r in results) else 1
@@ -121,6 +124,12 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     path = build_tiny_model(args.arch, args.out_dir, overrides)
     print(path)
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vllm_xpu_hybrid.bench import run_command
+
+    return run_command(args)
 
 
 def cmd_serve(argv: list[str]) -> int:
@@ -194,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--max-num-batched-tokens", type=int, default=64,
                         help="per-step token budget; longer prompts are prefilled in chunks")
     parity.add_argument("--prefix-caching", action=argparse.BooleanOptionalAction, default=False)
+    parity.add_argument("--trust-remote-code", action="store_true",
+                        help="let transformers and vLLM run the checkpoint's own model code")
     parity.set_defaults(func=cmd_parity)
 
     tiny = add("tiny-model", "Write a tiny random-weight model with a local tokenizer.")
@@ -203,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="override a config field (repeatable)")
     tiny.add_argument("--list", action="store_true", help="list the architectures")
     tiny.set_defaults(func=cmd_tiny_model)
+
+    from vllm_xpu_hybrid.bench.command import BENCH_HELP, add_arguments
+
+    # Not through add(): the benchmark calls the kernels directly, never
+    # vLLM's platform, and its --device names the GPU to time on.
+    bench = sub.add_parser("bench", help=BENCH_HELP, description=BENCH_HELP)
+    add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
 
     sub.add_parser(
         "serve",
@@ -218,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         return cmd_serve(argv[1:])
     args = build_parser().parse_args(argv)
-    select_device(args.device)
+    if args.command != "bench":
+        select_device(args.device)
     return args.func(args)
 
 

@@ -39,3 +39,14 @@ def test_every_unsupported_setting_is_named_with_its_fix():
     with pytest.raises(ValueError, match=r"^vllm-xpu-hybrid's ShortConv layer cannot serve "
                        r"this configuration: speculative decoding .*; tensor parallelism .*\.$"):
         refuse("ShortConv", problems[:2])
+
+
+def test_conv_limits_are_named_by_the_model_setting():
+    from vllm_xpu_hybrid.layers.mamba_step import conv_problems
+
+    assert conv_problems("conv_L_cache", 3) == []
+    assert conv_problems("conv kernel width", 4, "conv activation", "swish") == []
+    assert conv_problems("conv kernel width", 5, "conv activation", "gelu") == [
+        "conv kernel width 5 (supported: 2, 3, 4)",
+        "conv activation 'gelu' (supported: silu, swish)",
+    ]

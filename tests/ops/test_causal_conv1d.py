@@ -292,6 +292,13 @@ def test_bad_arguments(device):
         causal_conv1d_varlen(x, w, None, states, qsl[:1], idx, init)
     with pytest.raises(ValueError, match="out: must not alias x"):
         causal_conv1d_varlen(x, w, None, states, qsl, idx, init, out=x)
+    with pytest.raises(ValueError, match="checkpoint_offsets, checkpoint_state_indices: "
+                       "pass both or neither"):
+        causal_conv1d_varlen(x, w, None, states, qsl, idx, init, checkpoint_state_indices=idx)
+    with pytest.raises(ValueError, match=r"checkpoint_offsets: expected a contiguous tensor of "
+                       r"shape \(1,\)"):
+        causal_conv1d_varlen(x, w, None, states, qsl, idx, init,
+                             checkpoint_offsets=qsl, checkpoint_state_indices=idx)
     with pytest.raises(ValueError, match=r"bias: expected a contiguous tensor of shape \(8,\)"):
         causal_conv1d_update(x, states, w, torch.randn(dim + 1, device=device),
                              torch.zeros(6, dtype=torch.int32, device=device))

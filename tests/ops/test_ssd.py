@@ -361,3 +361,10 @@ def test_bad_arguments(device):
         ssd_chunk_scan(x, dt, A, B, C, **{**good, "state_indices": torch.zeros(1, device=device)})
     with pytest.raises(ValueError, match=r"last_chunk_indices: expected a contiguous tensor of shape \(1,\)"):
         ssd_chunk_scan(x, dt, A, B, C, **{**good, "last_chunk_indices": last.repeat(2)})
+    with pytest.raises(ValueError, match="checkpoint_chunk_indices, checkpoint_state_indices: "
+                       "pass both or neither"):
+        ssd_chunk_scan(x, dt, A, B, C, checkpoint_chunk_indices=last, **good)
+    with pytest.raises(ValueError, match=r"checkpoint_state_indices: expected a contiguous tensor "
+                       r"of shape \(1,\)"):
+        ssd_chunk_scan(x, dt, A, B, C, checkpoint_chunk_indices=last,
+                       checkpoint_state_indices=last.repeat(2), **good)

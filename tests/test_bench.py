@@ -27,6 +27,7 @@ from vllm_xpu_hybrid.bench.shapes import (
     MODELS,
     SHAPE_PRESETS,
     Attention,
+    Mamba1,
     Mamba2,
     Model,
     ShapeSet,
@@ -189,6 +190,7 @@ def test_runner_checks_before_timing_and_writes_reports(tmp_path):
     for case in by_family["toy_wrong"]:
         assert case["status"] == "wrong" and case["results"] == []
         assert "plugin output differs from the reference" in case["reason"]
+        assert "peers: good peer: within tolerance; wrong peer: out: max |error|" in case["reason"]
     ok = by_family["toy_ok"][0]
     assert ok["status"] == "timed"
     assert [r["impl"] for r in ok["results"]] == ["plugin", "good peer"]
@@ -252,6 +254,21 @@ def test_real_family_runs_on_cpu_with_fake_timer():
     assert case["results"][0]["impl"] == "plugin"
 
 
+def test_mamba1_scan_runs_beside_a_sequential_scan_on_cpu():
+    """The Mamba-1 scan family with its PyTorch sequential-scan peer (the
+    fallback when vLLM's compiled scan cannot run), at a tiny fp32 shape."""
+    tiny = ShapeSet((Model("tiny", mamba1=Mamba1(inner=16, state=16)),),
+                    prefill_tokens=(40,), decode_batches=(), dtype="float32")
+    timer = FakeTimer({"plugin": 5.0, "PyTorch sequential scan": 500.0,
+                       "vLLM selective_scan_fn": 50.0})
+    report = run([FAMILIES["mamba1_scan"]], tiny, BuildContext("cpu", "cpu"), timer, {},
+                 {"bytes": 1.0}, log=lambda line: None)
+    (case,) = report["cases"]
+    assert case["status"] == "timed", case["reason"]
+    speedups = {row["impl"]: row["plugin_speedup"] for row in case["results"]}
+    assert speedups["PyTorch sequential scan"] == pytest.approx(100.0)
+
+
 def test_select_families_and_groups():
     assert [f.name for f in select(["ssd", "attention"])] == ["attention_decode",
                                                               "attention_prefill", "ssd"]
@@ -275,6 +292,10 @@ def test_cli_list_and_render(tmp_path, capsys):
     assert main(["bench", "--list", "--shapes", "quick", "--family", "ssd"]) == 0
     listed = capsys.readouterr().out
     assert "ssd" in listed and "L=4096 H=128 P=64 N=128 G=8 chunk=128  (Nemotron-H-8B)" in listed
+    assert main(["bench", "--list", "--shapes", "quick", "--family", "ssd", "gdn_decode",
+                 "--family", "lightning_decode"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "cases" in line]
+    assert listed == ["ssd", "gdn_decode", "lightning_decode"]
     with pytest.raises(SystemExit, match="--family 'bogus' is not a family or group"):
         main(["bench", "--family", "bogus", "--list"])
 

@@ -7,6 +7,8 @@ prefill, decode after prefill, and the gates."""
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 import torch
 
@@ -250,6 +252,42 @@ def test_gdn_gating_matches_reference(device):
     g_ref, beta_ref = ref.gdn_gating_reference(a.cpu(), b.cpu(), A_log.cpu(), dt_bias.cpu())
     torch.testing.assert_close(g.cpu(), g_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(beta.cpu(), beta_ref, atol=1e-6, rtol=1e-6)
+
+
+_INVERSE_PRODUCT_PROGRAM = textwrap.dedent("""
+    import triton
+    import triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from vllm_xpu_hybrid.ops.gated_delta_rule import _mm
+
+
+    @triton.jit
+    def product(a_ptr, b_ptr, o_ptr):
+        r = tl.arange(0, 16)
+        tile = r[:, None] * 16 + r[None, :]
+        tl.store(o_ptr + tile, _mm(tl.load(a_ptr + tile), tl.load(b_ptr + tile)))
+
+
+    source = ASTSource(fn=product, constexprs={},
+                       signature={"a_ptr": "*fp32", "b_ptr": "*fp32", "o_ptr": "*fp32"})
+    print(triton.compile(source, target=GPUTarget("cuda", 90, 32)).asm["ttir"])
+""")
+
+
+def test_inverse_block_products_compile_without_dots(tmp_path, run_python):
+    """The inverse's 16 x 16 fp32 products stay elementwise fp32 when
+    compiled. Triton's combine pass turns sum(a[:, :, None] * b[None, :, :],
+    1) into a tl.dot, which Triton 3.6 ran as tf32 on an H100 (2e-3 errors in
+    fp32 outputs). Compiled for sm_90 up to its Triton IR; no GPU needed."""
+    pytest.importorskip("triton.backends.nvidia")
+    program = tmp_path / "inverse_product.py"
+    program.write_text(_INVERSE_PRODUCT_PROGRAM)
+    proc = run_python(f"import runpy; runpy.run_path({str(program)!r})",
+                      env={"TRITON_INTERPRET": "0"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tt.reduce" in proc.stdout and "tt.dot" not in proc.stdout
 
 
 def test_chunk_metadata_layout():

@@ -23,8 +23,8 @@ BENCH_HELP = ("Time the plugin's kernels beside vLLM 0.32's Triton kernels and F
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench options, on ``parser``."""
-    parser.add_argument("--family", action="append", metavar="NAME",
-                        help="a family or group to run (repeatable; default: all). Families: "
+    parser.add_argument("--family", action="extend", nargs="+", metavar="NAME",
+                        help="families or groups to run (repeatable; default: all). Families: "
                         f"{', '.join(FAMILIES)}. Groups: {', '.join(GROUPS)}")
     parser.add_argument("--shapes", choices=sorted(SHAPE_PRESETS), default="models",
                         help="models: every model preset at prefill 4k/16k and decode batch "

@@ -76,6 +76,7 @@ def _check_and_time(case: Case, family: Family, ctx: BuildContext, timer: Timer,
     built = family.build(case, ctx)
     record["peers_skipped"].update(built.unavailable)
     want = built.reference()
+    checked = []
     for impl in built.impls:
         try:
             got = impl.outputs()
@@ -84,12 +85,18 @@ def _check_and_time(case: Case, family: Family, ctx: BuildContext, timer: Timer,
                 raise
             record["peers_skipped"][impl.name] = f"failed: {describe_exception(exc)}"
             continue
-        problems = "; ".join(f"{key}: {problem}" for key in want
-                             if (problem := outputs_differ(got[key], want[key], case.tolerance)))
-        if problems and impl.name == PLUGIN:
-            record.update(status="wrong", reason=f"plugin output differs from the reference "
-                          f"({problems}); not timed")
-            return
+        checked.append((impl, "; ".join(
+            f"{key}: {problem}" for key in want
+            if (problem := outputs_differ(got[key], want[key], case.tolerance)))))
+    plugin_problems = next(problems for impl, problems in checked if impl.name == PLUGIN)
+    if plugin_problems:
+        # The peers' checks say whether the tolerance or the plugin is at fault.
+        peers = "; ".join(f"{impl.name}: {problems or 'within tolerance'}"
+                          for impl, problems in checked if impl.name != PLUGIN)
+        record.update(status="wrong", reason=f"plugin output differs from the reference "
+                      f"({plugin_problems}); not timed" + (f"; peers: {peers}" if peers else ""))
+        return
+    for impl, problems in checked:
         if problems:
             record["peers_skipped"][impl.name] = (f"output differs from the reference "
                                                   f"({problems}); not timed")

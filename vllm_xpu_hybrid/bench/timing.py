@@ -5,6 +5,11 @@ Device time: each repetition first overwrites a flush buffer larger than the
 device's last-level cache (so inputs and state pages come from memory, not
 cache), then records an event, makes the eager call, records an event; the
 median and the 20th/80th percentiles of the event intervals are reported.
+On CUDA a spin of the device (``torch.cuda._sleep``) longer than the host's
+launch time of the call sits between the flush and the first event, so the
+device is still busy when the call's kernels are queued: the interval is
+the kernels' own time, not the host's launch latency of a small call (any
+synchronisation the call makes itself still counts).
 
 Host overhead: the wall-clock time one eager call takes to return with the
 device idle (the stream is synchronised before each call): argument checks,
@@ -90,14 +95,37 @@ class DeviceTimer:
         self.target_ms = target_ms
         self.min_reps, self.max_reps = min_reps, max_reps
         self.warmup, self.host_calls = warmup, host_calls
+        self._cycles_per_us: float | None = None
 
     def _event(self):
         return self.gpu.Event(enable_timing=True)
 
+    def _spin_cycles_per_us(self) -> float | None:
+        """Clock cycles of ``torch.cuda._sleep`` per µs, measured once; None
+        off CUDA."""
+        if self.device != "cuda":
+            return None
+        if self._cycles_per_us is None:
+            start, end = self._event(), self._event()
+            start.record()
+            torch.cuda._sleep(10_000_000)
+            end.record()
+            self.gpu.synchronize()
+            self._cycles_per_us = 10_000_000 / (1e3 * start.elapsed_time(end))
+        return self._cycles_per_us
+
     def measure(self, impl: str, fn: Callable[[], object]) -> Measurement:
         for _ in range(self.warmup):
             fn()
+        host_us = []
+        for _ in range(self.host_calls):
+            self.gpu.synchronize()
+            begin = time.perf_counter()
+            fn()
+            host_us.append(1e6 * (time.perf_counter() - begin))
         self.gpu.synchronize()
+        cycles_per_us = self._spin_cycles_per_us()
+        spin_cycles = int(cycles_per_us * (2 * max(host_us) + 50)) if cycles_per_us else 0
         start, end = self._event(), self._event()
         start.record()
         fn()
@@ -108,19 +136,16 @@ class DeviceTimer:
         events = [(self._event(), self._event()) for _ in range(reps)]
         for start, end in events:
             self.flush.zero_()
+            if spin_cycles:
+                torch.cuda._sleep(spin_cycles)
             start.record()
             fn()
             end.record()
+            if spin_cycles:
+                # Keep the host from queueing far ahead of the device.
+                end.synchronize()
         self.gpu.synchronize()
         device_us = [1e3 * s.elapsed_time(e) for s, e in events]
-
-        host_us = []
-        for _ in range(self.host_calls):
-            self.gpu.synchronize()
-            begin = time.perf_counter()
-            fn()
-            host_us.append(1e6 * (time.perf_counter() - begin))
-        self.gpu.synchronize()
         return Measurement(device_us, host_us)
 
 

@@ -104,11 +104,13 @@ MAX_HEAD_DIM = 256
 # "cuda": compiled for sm_90 at Qwen3-Next's shapes (K = V = 128, bf16;
 # Triton 3.9, ptxas): state_pass 140 registers, output 184, recurrent 48, no
 # spills; prepare (ten 16 x 16 blocks of A, their inverse, W and U in
-# registers) uses 255 registers and spills about 100 bytes. Not yet timed.
+# registers) used 255 registers and spilled about 100 bytes before its fp32
+# block products became elementwise (not re-measured). Tested and timed on
+# an H100 (docs/benchmarks.md), not swept.
 # "xpu" follows Intel's guidance (more warps, large GRF mode, num_stages=1:
 # Intel's pipeliner has crashed on a chunked-scan kernel). For PVC at the
 # same shapes (triton-xpu 3.3 + ocloc, 256 GRF) every kernel builds, with
-# XMX dots, but the prefill kernels spill: prepare about 64 KB, state_pass
+# XMX dots, but the prefill kernels spill: prepare about 40 KB, state_pass
 # about 35 KB, output about 7 KB (the least among the tiles and warp counts
 # tried); recurrent and gating do not. Never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
@@ -198,10 +200,14 @@ def _decayed_kkt(k_i, k_j, scale_i, scale_j, G_i, G_j, DIAGONAL: tl.constexpr,
 
 @triton.jit
 def _mm(a, b):
-    """fp32 product of 16 x 16 blocks (the inverse's bookkeeping), as a
-    broadcast sum rather than tl.dot: exact fp32 on every backend (Intel's
-    lowers fp32 tl.dot to XMX only as tf32) and cheap at this size."""
-    return tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+    """fp32 product of 16 x 16 blocks (the inverse's bookkeeping) in full
+    fp32 on every backend, as a broadcast product summed over its last axis.
+    Not tl.dot: an fp32 "ieee" dot does not compile for PVC (no fp32 dpas).
+    Not summed over the middle axis: Triton's combine pass turns
+    sum(a[:, :, None] * b[None, :, :], 1) into a tl.dot, which Triton 3.6
+    runs as tf32 on NVIDIA (4e-3 errors in these products on an H100, 2e-3
+    in the fp32 outputs)."""
+    return tl.sum(a[:, None, :] * tl.trans(b)[None, :, :], axis=2)
 
 
 @triton.jit

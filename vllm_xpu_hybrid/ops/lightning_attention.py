@@ -67,7 +67,8 @@ MAX_KEY_HEAD_DIM = 256
 #     one tile: q @ S and q @ k^T reduce over it).
 #   decode: BLOCK_V value columns of the state per program.
 #   compile_options: extra backend options for that kernel.
-# "cuda" has not been compiled on the GPU machine yet. "xpu" follows Intel's
+# "cuda": compiled and checked on an H100 (tests/ops, docs/benchmarks.md),
+# not swept. "xpu" follows Intel's
 # guidance (more warps, large GRF mode for dot tiles, num_stages=1); the Intel
 # compile gate (triton-xpu 3.3 + ocloc, key dim 128, bf16) builds both for
 # PVC and DG2: decode without spills; prefill with XMX dots on PVC but

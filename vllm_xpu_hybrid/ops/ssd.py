@@ -78,7 +78,8 @@ from vllm_xpu_hybrid.ops.checks import (
 #   state_passing: BLOCK_P x BLOCK_N tile of the running state.
 #   chunk_scan: BLOCK_M tokens x BLOCK_P headdim, BLOCK_K over dstate and tokens.
 #   compile_options: extra backend options passed to every launch.
-# "cuda": no register spills on sm_90 (Triton 3.9, ptxas). "xpu": large GRF
+# "cuda": state_passing and chunk_scan from a sweep on an H100 (Triton 3.6)
+# at Mamba2-2.7B's shapes, 16k tokens (docs/benchmarks.md). "xpu": large GRF
 # mode for the dot tiles, num_stages=1 (Intel's pipeliner has crashed on a
 # chunked-scan kernel); checked by the Intel compile gate (python -m
 # vllm_xpu_hybrid.intel_compile, docs/intel-compile.md) at Mamba-2 shapes
@@ -90,8 +91,8 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "dt_cumsum": {"BLOCK_H": 16, "num_warps": 4},
         "chunk_cb": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 2},
         "chunk_state": {"BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 4, "num_stages": 2},
-        "state_passing": {"BLOCK_P": 32, "BLOCK_N": 64, "num_warps": 4},
-        "chunk_scan": {"BLOCK_M": 64, "BLOCK_P": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 2},
+        "state_passing": {"BLOCK_P": 32, "BLOCK_N": 128, "num_warps": 1},
+        "chunk_scan": {"BLOCK_M": 128, "BLOCK_P": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 3},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.

@@ -37,6 +37,14 @@ VLLM_PREFILL_BLOCK = 256
 DECODE_RULE = "bytes = each row's fp32 state read and written (H·D·D), q, k, v read and out written"
 
 
+# bf16 prefill: on an H100 (2026-11-23) the plugin and FLA's
+# chunk_lightning_attn both reached a worst error of 0.053 at 4k and 0.067 at
+# 16k tokens on these inputs (the error measure of registry.outputs_differ),
+# growing with the length; a wrong decay or a lost state moves elements by
+# O(rms), far above this.
+PREFILL_TOLERANCE = 0.1
+
+
 def prefill_cases(shapes: ShapeSet) -> list[Case]:
     cases = []
     for names, d in shapes.having("lightning"):
@@ -46,7 +54,7 @@ def prefill_cases(shapes: ShapeSet) -> list[Case]:
             cases.append(Case("lightning_prefill", f"T={T} H={d.heads} D={d.head_dim}", names,
                               {"tokens": T, "heads": d.heads, "head_dim": d.head_dim,
                                "dtype": shapes.dtype},
-                              Work(bytes=nbytes, flops=flops), tolerance=5e-2))
+                              Work(bytes=nbytes, flops=flops), tolerance=PREFILL_TOLERANCE))
     return cases
 
 

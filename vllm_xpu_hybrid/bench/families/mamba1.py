@@ -5,8 +5,11 @@ Peers: vLLM 0.32's ``selective_scan_fn`` (its Mamba-1 prefill), which is a
 compiled CUDA op (``_C.selective_scan_fwd``) on NVIDIA and a naive Triton
 port on XPU (``vllm/_xpu_ops.py``, which needs ``vllm_xpu_kernels``): with
 vLLM's Python sources alone (the anchor bundle) it cannot run, and the report
-says so. The update runs beside vLLM's Triton ``selective_state_update`` in
-the Mamba-1 layout its mixer uses (state [slots, D, N], x [B, D]).
+says so. The scan's other peer is a sequential scan in PyTorch: the
+token-by-token float64 reference of ops/reference.py run on the device,
+what a device without a scan kernel falls back to. The update runs beside
+vLLM's Triton ``selective_state_update`` in the Mamba-1 layout its mixer
+uses (state [slots, D, N], x [B, D]).
 """
 
 from __future__ import annotations
@@ -121,6 +124,14 @@ def build_scan(case: Case, ctx: BuildContext) -> Built:
             return {"out": peer().t(), "state": states[1:]}
 
         built.add("vLLM selective_scan_fn", peer, peer_outputs)
+
+    def sequential(states: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.device(ctx.device):
+            return {"out": selective_scan_reference(
+                x, dt, A, B[:, None], C[:, None], cu, states, idx, has_initial, D=D_skip, z=z,
+                dt_bias=dt_bias, dt_softplus=True)}
+
+    add_stateful(built, "PyTorch sequential scan", initial, sequential)
     return built
 
 

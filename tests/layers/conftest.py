@@ -55,6 +55,29 @@ def randomize(layer):
                 param.copy_(-torch.exp(param))
 
 
+def mamba_batch_fields(decode_slots, prefill, decode_seq_lens):
+    # The fields of vLLM's BaseMambaAttentionMetadata for one mixed batch:
+    # decode rows in decode_slots (sequence lengths decode_seq_lens), then
+    # prefill rows given as (slot, tokens computed before, new tokens).
+    computed = torch.tensor([c for _, c, _ in prefill])
+    new = torch.tensor([n for _, _, n in prefill])
+    qsl = torch.cat([torch.zeros(1, dtype=torch.int64), new.cumsum(0)]).to(torch.int32)
+    return dict(
+        num_prefills=len(prefill),
+        num_prefill_tokens=int(qsl[-1]),
+        num_decodes=len(decode_slots),
+        num_decode_tokens=len(decode_slots),
+        num_reqs=len(decode_slots) + len(prefill),
+        has_initial_states_p=computed > 0,
+        query_start_loc_p=qsl,
+        state_indices_tensor_p=torch.tensor([s for s, _, _ in prefill], dtype=torch.int32),
+        state_indices_tensor_d=torch.tensor(decode_slots, dtype=torch.int32)[:, None],
+        query_start_loc_d=None,
+        num_accepted_tokens=None,
+        seq_lens=torch.tensor(list(decode_seq_lens) + (computed + new).tolist()),
+    )
+
+
 def finish_loading(layer):
     # What vLLM's loader does after reading weights (the CPU linear layers
     # choose their GEMM here).

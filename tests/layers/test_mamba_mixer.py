@@ -58,23 +58,8 @@ NUM_SLOTS = 8
 # page, slot 4 continues after 16 tokens.
 decode_slots = [3, 5, PAD_SLOT_ID]
 prefill = [(1, 5, 20), (2, 0, 7), (4, 16, 40)]  # (slot, computed, new tokens)
-qsl_p = torch.tensor([0, 20, 27, 67], dtype=torch.int32)
-computed_p = torch.tensor([c for _, c, _ in prefill])
-num_decode, num_prefill, num_padding = len(decode_slots), int(qsl_p[-1]), 3
-metadata = Mamba1AttentionMetadata(
-    num_prefills=len(prefill),
-    num_prefill_tokens=num_prefill,
-    num_decodes=num_decode,
-    num_decode_tokens=num_decode,
-    num_reqs=num_decode + len(prefill),
-    has_initial_states_p=computed_p > 0,
-    query_start_loc_p=qsl_p,
-    state_indices_tensor_p=torch.tensor([s for s, _, _ in prefill], dtype=torch.int32),
-    state_indices_tensor_d=torch.tensor(decode_slots, dtype=torch.int32)[:, None],
-    query_start_loc_d=None,
-    num_accepted_tokens=None,
-    seq_lens=torch.tensor([9, 9, 1] + [c + n for _, c, n in prefill]),
-)
+metadata = Mamba1AttentionMetadata(**mamba_batch_fields(decode_slots, prefill, [9, 9, 1]))
+num_decode, num_prefill, num_padding = metadata.num_decodes, metadata.num_prefill_tokens, 3
 num_tokens = num_decode + num_prefill
 # The padded decode row's output is not compared: vLLM's CPU conv update
 # reads the null block's page for it, the plugin's kernels a zero state.

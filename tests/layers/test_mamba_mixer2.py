@@ -50,25 +50,13 @@ initialize_mamba_ssu_backend(
 # stale page, slot 4 continues after 16 tokens (three chunks).
 decode_slots = [3, 5]
 prefill = [(1, 5, 20), (2, 0, 7), (4, 16, 40)]  # (slot, computed, new tokens)
-qsl_p = torch.tensor([0, 20, 27, 67], dtype=torch.int32)
-computed_p = torch.tensor([c for _, c, _ in prefill])
+fields = mamba_batch_fields(decode_slots, prefill, [9, 9])
 cu_chunks, seq_idx, last_chunks, _ = BaseMambaAttentionMetadataBuilder._compute_chunk_metadata(
-    CHUNK, len(prefill), computed_p, qsl_p
+    CHUNK, len(prefill), torch.tensor([c for _, c, _ in prefill]), fields["query_start_loc_p"]
 )
-num_decode, num_prefill, num_padding = len(decode_slots), int(qsl_p[-1]), 3
+num_decode, num_prefill, num_padding = fields["num_decodes"], fields["num_prefill_tokens"], 3
 metadata = Mamba2AttentionMetadata(
-    num_prefills=len(prefill),
-    num_prefill_tokens=num_prefill,
-    num_decodes=num_decode,
-    num_decode_tokens=num_decode,
-    num_reqs=num_decode + len(prefill),
-    has_initial_states_p=computed_p > 0,
-    query_start_loc_p=qsl_p,
-    state_indices_tensor_p=torch.tensor([s for s, _, _ in prefill], dtype=torch.int32),
-    state_indices_tensor_d=torch.tensor(decode_slots, dtype=torch.int32)[:, None],
-    query_start_loc_d=None,
-    num_accepted_tokens=None,
-    seq_lens=torch.tensor([9, 9] + [c + n for _, c, n in prefill]),
+    **fields,
     cu_chunk_seqlen_p=torch.tensor(cu_chunks, dtype=torch.int32),
     last_chunk_indices_p=torch.tensor(last_chunks, dtype=torch.int32),
     seq_idx_p=torch.tensor(seq_idx, dtype=torch.int32),

@@ -32,23 +32,8 @@ initial_pages = pages[0].clone()
 # slot 4 continues with 30 tokens.
 decode_slots = [3, 6, 5]
 prefill = [(1, 7, 1), (2, 0, 9), (4, 12, 30)]  # (slot, computed, new tokens)
-qsl_p = torch.tensor([0, 1, 10, 40], dtype=torch.int32)
-computed_p = torch.tensor([c for _, c, _ in prefill])
-num_decode, num_prefill, num_padding = len(decode_slots), int(qsl_p[-1]), 5
-metadata = ShortConvAttentionMetadata(
-    num_prefills=len(prefill),
-    num_prefill_tokens=num_prefill,
-    num_decodes=num_decode,
-    num_decode_tokens=num_decode,
-    num_reqs=num_decode + len(prefill),
-    has_initial_states_p=computed_p > 0,
-    query_start_loc_p=qsl_p,
-    state_indices_tensor_p=torch.tensor([s for s, _, _ in prefill], dtype=torch.int32),
-    state_indices_tensor_d=torch.tensor(decode_slots, dtype=torch.int32)[:, None],
-    query_start_loc_d=None,
-    num_accepted_tokens=None,
-    seq_lens=torch.tensor([9] * num_decode + [c + n for _, c, n in prefill]),
-)
+metadata = ShortConvAttentionMetadata(**mamba_batch_fields(decode_slots, prefill, [9, 9, 9]))
+num_decode, num_prefill, num_padding = metadata.num_decodes, metadata.num_prefill_tokens, 5
 
 num_tokens = num_decode + num_prefill
 hidden = torch.randn(num_tokens + num_padding, DIM)

@@ -224,6 +224,29 @@ def _unit_lower_inverse_16(a):
 
 
 @triton.jit
+def _store_lower_product(base, length, stride_t, cols, cols_ok,
+                         T00, T10, T11, T20, T21, T22, T30, T31, T32, T33, y0, y1, y2, y3,
+                         DOT_PRECISION: tl.constexpr):
+    """Stores the 64 rows of T @ [y0; y1; y2; y3] (rows at or past
+    ``length`` are not written), T block lower triangular in 16 x 16 blocks
+    Tij, each yi 16 rows."""
+    _store_rows(base, 0, length, stride_t, cols, cols_ok,
+                tl.dot(T00, y0, input_precision=DOT_PRECISION), 16)
+    _store_rows(base, 16, length, stride_t, cols, cols_ok,
+                tl.dot(T10, y0, input_precision=DOT_PRECISION)
+                + tl.dot(T11, y1, input_precision=DOT_PRECISION), 16)
+    _store_rows(base, 32, length, stride_t, cols, cols_ok,
+                tl.dot(T20, y0, input_precision=DOT_PRECISION)
+                + tl.dot(T21, y1, input_precision=DOT_PRECISION)
+                + tl.dot(T22, y2, input_precision=DOT_PRECISION), 16)
+    _store_rows(base, 48, length, stride_t, cols, cols_ok,
+                tl.dot(T30, y0, input_precision=DOT_PRECISION)
+                + tl.dot(T31, y1, input_precision=DOT_PRECISION)
+                + tl.dot(T32, y2, input_precision=DOT_PRECISION)
+                + tl.dot(T33, y3, input_precision=DOT_PRECISION), 16)
+
+
+@triton.jit
 def _gdr_chunk_prepare_kernel(
     k_ptr, v_ptr, g_ptr, beta_ptr, cu_ptr, chunk_ptr, gcum_ptr, w_ptr, u_ptr,
     K, V, heads_per_k,
@@ -314,21 +337,10 @@ def _gdr_chunk_prepare_kernel(
     y1 = (k1 * (b1 * kn1 * tl.exp(G1))[:, None]).to(dot_dtype)
     y2 = (k2 * (b2 * kn2 * tl.exp(G2))[:, None]).to(dot_dtype)
     y3 = (k3 * (b3 * kn3 * tl.exp(G3))[:, None]).to(dot_dtype)
-    w_base = w_ptr + start.to(tl.int64) * stride_w_t + hv * stride_w_h
-    _store_rows(w_base, 0, n, stride_w_t, kc, kc_ok,
-                tl.dot(T00, y0, input_precision=DOT_PRECISION), 16)
-    _store_rows(w_base, 16, n, stride_w_t, kc, kc_ok,
-                tl.dot(T10, y0, input_precision=DOT_PRECISION)
-                + tl.dot(T11, y1, input_precision=DOT_PRECISION), 16)
-    _store_rows(w_base, 32, n, stride_w_t, kc, kc_ok,
-                tl.dot(T20, y0, input_precision=DOT_PRECISION)
-                + tl.dot(T21, y1, input_precision=DOT_PRECISION)
-                + tl.dot(T22, y2, input_precision=DOT_PRECISION), 16)
-    _store_rows(w_base, 48, n, stride_w_t, kc, kc_ok,
-                tl.dot(T30, y0, input_precision=DOT_PRECISION)
-                + tl.dot(T31, y1, input_precision=DOT_PRECISION)
-                + tl.dot(T32, y2, input_precision=DOT_PRECISION)
-                + tl.dot(T33, y3, input_precision=DOT_PRECISION), 16)
+    _store_lower_product(w_ptr + start.to(tl.int64) * stride_w_t + hv * stride_w_h,
+                         n, stride_w_t, kc, kc_ok,
+                         T00, T10, T11, T20, T21, T22, T30, T31, T32, T33, y0, y1, y2, y3,
+                         DOT_PRECISION)
 
     # U = T (beta v).
     v_base = v_ptr + start.to(tl.int64) * stride_v_t + hv * stride_v_h
@@ -336,21 +348,10 @@ def _gdr_chunk_prepare_kernel(
     z1 = (_load_rows(v_base, 16, n, stride_v_t, vc, vc_ok, 16) * b1[:, None]).to(dot_dtype)
     z2 = (_load_rows(v_base, 32, n, stride_v_t, vc, vc_ok, 16) * b2[:, None]).to(dot_dtype)
     z3 = (_load_rows(v_base, 48, n, stride_v_t, vc, vc_ok, 16) * b3[:, None]).to(dot_dtype)
-    u_base = u_ptr + start.to(tl.int64) * stride_u_t + hv * stride_u_h
-    _store_rows(u_base, 0, n, stride_u_t, vc, vc_ok,
-                tl.dot(T00, z0, input_precision=DOT_PRECISION), 16)
-    _store_rows(u_base, 16, n, stride_u_t, vc, vc_ok,
-                tl.dot(T10, z0, input_precision=DOT_PRECISION)
-                + tl.dot(T11, z1, input_precision=DOT_PRECISION), 16)
-    _store_rows(u_base, 32, n, stride_u_t, vc, vc_ok,
-                tl.dot(T20, z0, input_precision=DOT_PRECISION)
-                + tl.dot(T21, z1, input_precision=DOT_PRECISION)
-                + tl.dot(T22, z2, input_precision=DOT_PRECISION), 16)
-    _store_rows(u_base, 48, n, stride_u_t, vc, vc_ok,
-                tl.dot(T30, z0, input_precision=DOT_PRECISION)
-                + tl.dot(T31, z1, input_precision=DOT_PRECISION)
-                + tl.dot(T32, z2, input_precision=DOT_PRECISION)
-                + tl.dot(T33, z3, input_precision=DOT_PRECISION), 16)
+    _store_lower_product(u_ptr + start.to(tl.int64) * stride_u_t + hv * stride_u_h,
+                         n, stride_u_t, vc, vc_ok,
+                         T00, T10, T11, T20, T21, T22, T30, T31, T32, T33, z0, z1, z2, z3,
+                         DOT_PRECISION)
 
 
 @triton.jit

@@ -9,6 +9,8 @@ benchmarks compare the Triton kernels against these functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -136,6 +138,33 @@ def _is_padding(slot: int, pad_slot_id: int) -> bool:
     return slot < 0 or slot == pad_slot_id
 
 
+def _scan_sequences(
+    query_start_loc: torch.Tensor,
+    states: torch.Tensor,
+    state_indices: torch.Tensor,
+    has_initial_state: torch.Tensor,
+    pad_slot_id: int,
+    step: Callable[[torch.Tensor, int], torch.Tensor],
+) -> None:
+    """The per-sequence state bookkeeping every recurrence here shares. For
+    each packed sequence b: start from its page ``states[state_indices[b]]``
+    in float64 when has_initial_state[b] and the slot is not padding, else
+    from zeros; apply ``state = step(state, t)`` to each of its tokens t in
+    order; write the final state back to the page unless the slot is
+    padding."""
+    qsl = query_start_loc.tolist()
+    for seq in range(len(qsl) - 1):
+        slot = int(state_indices[seq])
+        padding = _is_padding(slot, pad_slot_id)
+        state = torch.zeros(states.shape[1:], dtype=_REF)
+        if not padding and bool(has_initial_state[seq]):
+            state = states[slot].to(_REF).clone()
+        for t in range(qsl[seq], qsl[seq + 1]):
+            state = step(state, t)
+        if not padding:
+            states[slot] = state.to(states.dtype)
+
+
 def _activate(y: torch.Tensor, activation: str | None) -> torch.Tensor:
     return F.silu(y) if activation in ("silu", "swish") else y
 
@@ -158,25 +187,18 @@ def causal_conv1d_varlen_reference(
     width - 1 inputs of each sequence. Returns out: [total_tokens, dim] in
     x.dtype.
     """
-    dim, width = weight.shape
-    state_len = width - 1
+    dim = weight.shape[0]
     w = weight.to(_REF)
     b = bias.to(_REF) if bias is not None else torch.zeros(dim, dtype=_REF)
     out = torch.empty(x.shape, dtype=_REF)
-    qsl = query_start_loc.tolist()
-    for seq in range(len(qsl) - 1):
-        start, end = qsl[seq], qsl[seq + 1]
-        slot = int(state_indices[seq])
-        padding = _is_padding(slot, pad_slot_id)
-        window = torch.zeros(dim, state_len, dtype=_REF)
-        if not padding and bool(has_initial_state[seq]):
-            window = conv_states[slot].to(_REF).clone()
-        for t in range(start, end):
-            taps = torch.cat([window, x[t].to(_REF)[:, None]], dim=1)
-            out[t] = (taps * w).sum(dim=1) + b
-            window = taps[:, 1:]
-        if not padding:
-            conv_states[slot] = window.to(conv_states.dtype)
+
+    def step(window: torch.Tensor, t: int) -> torch.Tensor:
+        taps = torch.cat([window, x[t].to(_REF)[:, None]], dim=1)
+        out[t] = (taps * w).sum(dim=1) + b
+        return taps[:, 1:]
+
+    _scan_sequences(query_start_loc, conv_states, state_indices, has_initial_state, pad_slot_id,
+                    step)
     return _activate(out, activation).to(x.dtype)
 
 
@@ -244,7 +266,7 @@ def ssd_scan_reference(
     Returns y: [total_tokens, nheads, headdim] in x.dtype.
     """
     _, nheads, headdim = x.shape
-    ngroups, dstate = B.shape[1], B.shape[2]
+    ngroups = B.shape[1]
     heads_per_group = nheads // ngroups
     out = torch.empty(x.shape, dtype=_REF)
     dt_all = _softplus_limit(dt.to(_REF), dt_bias, dt_softplus, dt_limit)
@@ -253,29 +275,24 @@ def ssd_scan_reference(
     if D is not None:
         D64 = D.to(_REF) if D.dim() == 2 else D.to(_REF)[:, None].expand(nheads, headdim)
     group_of_head = torch.arange(nheads) // heads_per_group
-    qsl = query_start_loc.tolist()
-    for seq in range(len(qsl) - 1):
-        start, end = qsl[seq], qsl[seq + 1]
-        slot = int(state_indices[seq])
-        padding = _is_padding(slot, pad_slot_id)
-        state = torch.zeros(nheads, headdim, dstate, dtype=_REF)
-        if not padding and bool(has_initial_state[seq]):
-            state = ssm_states[slot].to(_REF).clone()
-        for t in range(start, end):
-            xt = x[t].to(_REF)
-            Bt = B[t].to(_REF)[group_of_head]
-            Ct = C[t].to(_REF)[group_of_head]
-            dtt = dt_all[t]
-            decay = torch.exp(dtt * A64)
-            state = state * decay[:, None, None] + (
-                (dtt[:, None] * xt)[:, :, None] * Bt[:, None, :]
-            )
-            yt = (state * Ct[:, None, :]).sum(dim=-1)
-            if D64 is not None:
-                yt = yt + D64 * xt
-            out[t] = yt
-        if not padding:
-            ssm_states[slot] = state.to(ssm_states.dtype)
+
+    def step(state: torch.Tensor, t: int) -> torch.Tensor:
+        xt = x[t].to(_REF)
+        Bt = B[t].to(_REF)[group_of_head]
+        Ct = C[t].to(_REF)[group_of_head]
+        dtt = dt_all[t]
+        decay = torch.exp(dtt * A64)
+        state = state * decay[:, None, None] + (
+            (dtt[:, None] * xt)[:, :, None] * Bt[:, None, :]
+        )
+        yt = (state * Ct[:, None, :]).sum(dim=-1)
+        if D64 is not None:
+            yt = yt + D64 * xt
+        out[t] = yt
+        return state
+
+    _scan_sequences(query_start_loc, ssm_states, state_indices, has_initial_state, pad_slot_id,
+                    step)
     return out.to(x.dtype)
 
 
@@ -423,27 +440,23 @@ def selective_scan_reference(
         dt_all = F.softplus(dt_all)
     A64 = A.to(_REF)
     out = torch.empty(x.shape, dtype=_REF)
-    qsl = query_start_loc.tolist()
-    for seq in range(len(qsl) - 1):
-        slot = int(state_indices[seq])
-        padding = _is_padding(slot, pad_slot_id)
-        state = torch.zeros(ssm_states.shape[1:], dtype=_REF)
-        if not padding and bool(has_initial_state[seq]):
-            state = ssm_states[slot].to(_REF).clone()
-        for t in range(qsl[seq], qsl[seq + 1]):
-            xt = x[t].to(_REF)
-            dtt = dt_all[t]
-            Bt = B[t].to(_REF)[group_of_channel]
-            Ct = C[t].to(_REF)[group_of_channel]
-            state = torch.exp(dtt[:, None] * A64) * state + (dtt * xt)[:, None] * Bt
-            yt = (state * Ct).sum(dim=-1)
-            if D is not None:
-                yt = yt + D.to(_REF) * xt
-            if z is not None:
-                yt = yt * F.silu(z[t].to(_REF))
-            out[t] = yt
-        if not padding:
-            ssm_states[slot] = state.to(ssm_states.dtype)
+
+    def step(state: torch.Tensor, t: int) -> torch.Tensor:
+        xt = x[t].to(_REF)
+        dtt = dt_all[t]
+        Bt = B[t].to(_REF)[group_of_channel]
+        Ct = C[t].to(_REF)[group_of_channel]
+        state = torch.exp(dtt[:, None] * A64) * state + (dtt * xt)[:, None] * Bt
+        yt = (state * Ct).sum(dim=-1)
+        if D is not None:
+            yt = yt + D.to(_REF) * xt
+        if z is not None:
+            yt = yt * F.silu(z[t].to(_REF))
+        out[t] = yt
+        return state
+
+    _scan_sequences(query_start_loc, ssm_states, state_indices, has_initial_state, pad_slot_id,
+                    step)
     return out.to(x.dtype)
 
 
@@ -481,19 +494,14 @@ def lightning_attention_reference(
     """
     decay = torch.exp(-slopes.to(_REF))[:, None, None]
     out = torch.empty(v.shape, dtype=_REF)
-    qsl = query_start_loc.tolist()
-    for seq in range(len(qsl) - 1):
-        slot = int(state_indices[seq])
-        padding = _is_padding(slot, pad_slot_id)
-        state = torch.zeros(states.shape[1:], dtype=_REF)
-        if not padding and bool(has_initial_state[seq]):
-            state = states[slot].to(_REF).clone()
-        for t in range(qsl[seq], qsl[seq + 1]):
-            kt, vt = k[t].to(_REF), v[t].to(_REF)
-            state = decay * state + kt[:, :, None] * vt[:, None, :]
-            out[t] = (q[t].to(_REF)[:, :, None] * state).sum(dim=1)
-        if not padding:
-            states[slot] = state.to(states.dtype)
+
+    def step(state: torch.Tensor, t: int) -> torch.Tensor:
+        kt, vt = k[t].to(_REF), v[t].to(_REF)
+        state = decay * state + kt[:, :, None] * vt[:, None, :]
+        out[t] = (q[t].to(_REF)[:, :, None] * state).sum(dim=1)
+        return state
+
+    _scan_sequences(query_start_loc, states, state_indices, has_initial_state, pad_slot_id, step)
     return out.to(q.dtype)
 
 
@@ -560,21 +568,16 @@ def gated_delta_rule_reference(
         k64 = k64 * torch.rsqrt((k64 * k64).sum(-1, keepdim=True) + 1e-6)
     v64, g64, beta64 = v.to(_REF), g.to(_REF), beta.to(_REF)
     out = torch.empty(v.shape, dtype=_REF)
-    qsl = query_start_loc.tolist()
-    for seq in range(len(qsl) - 1):
-        slot = int(state_indices[seq])
-        padding = _is_padding(slot, pad_slot_id)
-        state = torch.zeros(states.shape[1:], dtype=_REF)
-        if not padding and bool(has_initial_state[seq]):
-            state = states[slot].to(_REF).clone()
-        for t in range(qsl[seq], qsl[seq + 1]):
-            state = state * torch.exp(g64[t])[:, None, None]
-            predicted = torch.einsum("hvk,hk->hv", state, k64[t])
-            delta = beta64[t][:, None] * (v64[t] - predicted)
-            state = state + delta[:, :, None] * k64[t][:, None, :]
-            out[t] = scale * torch.einsum("hvk,hk->hv", state, q64[t])
-        if not padding:
-            states[slot] = state.to(states.dtype)
+
+    def step(state: torch.Tensor, t: int) -> torch.Tensor:
+        state = state * torch.exp(g64[t])[:, None, None]
+        predicted = torch.einsum("hvk,hk->hv", state, k64[t])
+        delta = beta64[t][:, None] * (v64[t] - predicted)
+        state = state + delta[:, :, None] * k64[t][:, None, :]
+        out[t] = scale * torch.einsum("hvk,hk->hv", state, q64[t])
+        return state
+
+    _scan_sequences(query_start_loc, states, state_indices, has_initial_state, pad_slot_id, step)
     return out.to(q.dtype)
 
 

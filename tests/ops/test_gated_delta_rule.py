@@ -12,6 +12,7 @@ import textwrap
 import pytest
 import torch
 
+from vllm_xpu_hybrid.ops import gated_delta_rule as gdr_module
 from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops.gated_delta_rule import (
     CHUNK_SIZE,
@@ -96,6 +97,19 @@ def _prefill(q, k, v, g, beta, lens, states, idx, has_init, **kw):
 ], ids=["fp32", "fp32-gqa-odd-dims", "fp16", "bf16-qwen-dims", "bf16-state-bf16"])
 def test_prefill_varlen_matches_reference(device, H, HV, K, V, dtype, state_dtype):
     _skip_unsupported(device, dtype, state_dtype)
+    _check_varlen_prefill(device, H, HV, K, V, dtype, state_dtype)
+
+
+@pytest.mark.parametrize("form", ["ieee", "elementwise"])
+def test_prefill_inverse_product_forms(device, monkeypatch, form):
+    """Both forms of the inverse's fp32 block products (one is configured
+    per device kind) give fp32 results, whatever this device's choice."""
+    entry = dict(gdr_module.LAUNCH_CONFIGS[device]["prepare"], inverse_products=form)
+    monkeypatch.setitem(gdr_module.LAUNCH_CONFIGS[device], "prepare", entry)
+    _check_varlen_prefill(device, 1, 2, 32, 16, torch.float32, torch.float32)
+
+
+def _check_varlen_prefill(device, H, HV, K, V, dtype, state_dtype):
     gen = torch.Generator().manual_seed(0)
     # Chunk-boundary lengths 63, 64, 65 and a one-token sequence; the
     # 65-token one continues a state, the others start fresh over stale pages.
@@ -267,7 +281,7 @@ _INVERSE_PRODUCT_PROGRAM = textwrap.dedent("""
     def product(a_ptr, b_ptr, o_ptr):
         r = tl.arange(0, 16)
         tile = r[:, None] * 16 + r[None, :]
-        tl.store(o_ptr + tile, _mm(tl.load(a_ptr + tile), tl.load(b_ptr + tile)))
+        tl.store(o_ptr + tile, _mm(tl.load(a_ptr + tile), tl.load(b_ptr + tile), "elementwise"))
 
 
     source = ASTSource(fn=product, constexprs={},
@@ -277,8 +291,8 @@ _INVERSE_PRODUCT_PROGRAM = textwrap.dedent("""
 
 
 def test_inverse_block_products_compile_without_dots(tmp_path, run_python):
-    """The inverse's 16 x 16 fp32 products stay elementwise fp32 when
-    compiled. Triton's combine pass turns sum(a[:, :, None] * b[None, :, :],
+    """The inverse's 16 x 16 fp32 products in their "elementwise" form (the
+    Intel configuration) stay elementwise fp32 when compiled. Triton's combine pass turns sum(a[:, :, None] * b[None, :, :],
     1) into a tl.dot, which Triton 3.6 ran as tf32 on an H100 (2e-3 errors in
     fp32 outputs). Compiled for sm_90 up to its Triton IR; no GPU needed."""
     pytest.importorskip("triton.backends.nvidia")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vllm_xpu_hybrid.ops import reference as ref
+from vllm_xpu_hybrid.ops import ssd as ssd_module
 from vllm_xpu_hybrid.ops.causal_conv1d import causal_conv1d_update, causal_conv1d_varlen
 from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
 from vllm_xpu_hybrid.ops.ssd import ssd_chunk_metadata, ssd_chunk_scan
@@ -121,8 +122,7 @@ def test_dt_limit_without_softplus(device):
     torch.testing.assert_close(states.cpu(), expected_states, **TOLERANCES[torch.float32])
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_random_sweep(device, seed):
+def _check_random_case(device, seed):
     gen = torch.Generator().manual_seed(2000 + seed)
     ngroups = [1, 2, 4][seed]
     nheads = 4
@@ -142,6 +142,26 @@ def test_random_sweep(device, seed):
     )
     torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[torch.float32])
     torch.testing.assert_close(states.cpu(), expected_states, **TOLERANCES[torch.float32])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_sweep(device, seed):
+    _check_random_case(device, seed)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tiles_smaller_than_the_problem(device, monkeypatch, seed):
+    """Tiles that split the flat state (with a partial last block), headdim
+    and dstate, whatever this device's configuration."""
+    small = {
+        "state_passing": {"BLOCK": 512, "num_warps": 4},
+        "chunk_scan": {"BLOCK_M": 16, "BLOCK_P": 16, "BLOCK_N": 16, "BLOCK_K": 16,
+                       "num_warps": 4, "num_stages": 1},
+        "chunk_state": {"BLOCK_P": 16, "BLOCK_N": 16, "BLOCK_K": 16, "num_warps": 4, "num_stages": 1},
+    }
+    for name, config in small.items():
+        monkeypatch.setitem(ssd_module.LAUNCH_CONFIGS[device], name, config)
+    _check_random_case(device, seed)
 
 
 def test_chunked_prefill_continues_saved_state(device):

@@ -95,7 +95,9 @@ MAX_HEAD_DIM = 256
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter, where fewer, larger programs run faster).
-#   prepare: one chunk of one value head.
+#   prepare: one chunk of one value head; inverse_products: how its 16 x 16
+#     fp32 block products are computed ("ieee" dot, or "elementwise" where
+#     an fp32 ieee dot does not compile), see _mm.
 #   state_pass: BV value rows of one value head's state, for one sequence.
 #   output: BV value columns of one chunk of one value head.
 #   recurrent: BV value rows of one decode row's state.
@@ -115,16 +117,16 @@ MAX_HEAD_DIM = 256
 # tried); recurrent and gating do not. Never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
-        "prepare": {"num_warps": 8, "num_stages": 1},
-        "state_pass": {"BV": 32, "num_warps": 8, "num_stages": 2},
-        "output": {"BV": 128, "num_warps": 8, "num_stages": 2},
+        "prepare": {"num_warps": 4, "num_stages": 1, "inverse_products": "ieee"},
+        "state_pass": {"BV": 64, "num_warps": 4, "num_stages": 3},
+        "output": {"BV": 128, "num_warps": 4, "num_stages": 1},
         "recurrent": {"BV": 16, "num_warps": 4, "num_stages": 1},
         "gating": {"BT": 64, "BH": 32, "num_warps": 4},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {
-        "prepare": {"num_warps": 16, "num_stages": 1},
+        "prepare": {"num_warps": 16, "num_stages": 1, "inverse_products": "elementwise"},
         "state_pass": {"BV": 16, "num_warps": 16, "num_stages": 1},
         "output": {"BV": 32, "num_warps": 16, "num_stages": 1},
         "recurrent": {"BV": 16, "num_warps": 8, "num_stages": 1},
@@ -132,7 +134,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "compile_options": {"grf_mode": "large"},
     },
     "cpu": {
-        "prepare": {"num_warps": 1, "num_stages": 1},
+        "prepare": {"num_warps": 1, "num_stages": 1, "inverse_products": "ieee"},
         "state_pass": {"BV": 256, "num_warps": 1, "num_stages": 1},
         "output": {"BV": 256, "num_warps": 1, "num_stages": 1},
         "recurrent": {"BV": 256, "num_warps": 1, "num_stages": 1},
@@ -199,27 +201,31 @@ def _decayed_kkt(k_i, k_j, scale_i, scale_j, G_i, G_j, DIAGONAL: tl.constexpr,
 
 
 @triton.jit
-def _mm(a, b):
-    """fp32 product of 16 x 16 blocks (the inverse's bookkeeping) in full
-    fp32 on every backend, as a broadcast product summed over its last axis.
-    Not tl.dot: an fp32 "ieee" dot does not compile for PVC (no fp32 dpas).
-    Not summed over the middle axis: Triton's combine pass turns
-    sum(a[:, :, None] * b[None, :, :], 1) into a tl.dot, which Triton 3.6
-    runs as tf32 on NVIDIA (4e-3 errors in these products on an H100, 2e-3
-    in the fp32 outputs)."""
-    return tl.sum(a[:, None, :] * tl.trans(b)[None, :, :], axis=2)
+def _mm(a, b, FORM: tl.constexpr):
+    """fp32 product of 16 x 16 blocks (the inverse's block products) in full
+    fp32: an "ieee" tl.dot, or with FORM == "elementwise" a broadcast
+    product summed over its last axis, for backends where an fp32 "ieee" dot
+    does not compile (PVC: no fp32 dpas). Not summed over the middle axis:
+    Triton's combine pass turns sum(a[:, :, None] * b[None, :, :], 1) into a
+    tl.dot, which Triton 3.6 runs as tf32 on NVIDIA (4e-3 errors in these
+    products on an H100, 2e-3 in the fp32 outputs)."""
+    if FORM == "elementwise":
+        return tl.sum(a[:, None, :] * tl.trans(b)[None, :, :], axis=2)
+    else:
+        return tl.dot(a, b, input_precision="ieee")
 
 
 @triton.jit
 def _unit_lower_inverse_16(a):
     """(I + a)^-1 for a strictly lower-triangular 16 x 16 fp32 block, by
-    forward substitution: row i = e_i - sum_{c < i} a[i, c] row c. Row i of
-    the running inverse is still e_i when its turn comes, so subtracting
-    (a masked to row i) @ inv updates that row alone."""
+    forward substitution, one row per step: row i = e_i - sum_{c < i}
+    a[i, c] row c (row i of the running inverse is still e_i then)."""
     r = tl.arange(0, 16)
     inv = tl.where(r[:, None] == r[None, :], 1.0, 0.0)
     for i in tl.static_range(1, 16):
-        inv -= _mm(tl.where(r[:, None] == i, a, 0.0), inv)
+        a_row = tl.sum(tl.where(r[:, None] == i, a, 0.0), axis=0)
+        update = tl.sum(a_row[:, None] * inv, axis=0)
+        inv -= tl.where(r[:, None] == i, update[None, :], 0.0)
     return inv
 
 
@@ -257,6 +263,7 @@ def _gdr_chunk_prepare_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    MM_FORM: tl.constexpr,
 ):
     chunk = tl.program_id(0)
     hv = tl.program_id(1)
@@ -315,12 +322,13 @@ def _gdr_chunk_prepare_kernel(
     A30 = _decayed_kkt(k3, k0, b3 * kn3, kn0, G3, G0, False, DOT_PRECISION)
     A31 = _decayed_kkt(k3, k1, b3 * kn3, kn1, G3, G1, False, DOT_PRECISION)
     A32 = _decayed_kkt(k3, k2, b3 * kn3, kn2, G3, G2, False, DOT_PRECISION)
-    T10 = -_mm(T11, _mm(A10, T00))
-    T21 = -_mm(T22, _mm(A21, T11))
-    T20 = -_mm(T22, _mm(A20, T00) + _mm(A21, T10))
-    T32 = -_mm(T33, _mm(A32, T22))
-    T31 = -_mm(T33, _mm(A31, T11) + _mm(A32, T21))
-    T30 = -_mm(T33, _mm(A30, T00) + _mm(A31, T10) + _mm(A32, T20))
+    T10 = -_mm(T11, _mm(A10, T00, MM_FORM), MM_FORM)
+    T21 = -_mm(T22, _mm(A21, T11, MM_FORM), MM_FORM)
+    T20 = -_mm(T22, _mm(A20, T00, MM_FORM) + _mm(A21, T10, MM_FORM), MM_FORM)
+    T32 = -_mm(T33, _mm(A32, T22, MM_FORM), MM_FORM)
+    T31 = -_mm(T33, _mm(A31, T11, MM_FORM) + _mm(A32, T21, MM_FORM), MM_FORM)
+    T30 = -_mm(T33, _mm(A30, T00, MM_FORM) + _mm(A31, T10, MM_FORM) + _mm(A32, T20, MM_FORM),
+               MM_FORM)
     T00 = T00.to(dot_dtype)
     T10 = T10.to(dot_dtype)
     T11 = T11.to(dot_dtype)
@@ -701,6 +709,7 @@ def gated_delta_rule_prefill(
             g.stride(0), g.stride(1), beta.stride(0), beta.stride(1),
             gcum.stride(0), w.stride(0), w.stride(1), u.stride(0), u.stride(1),
             QK_L2NORM=qk_l2norm, BK=bk, BV=bv_full, DOT_PRECISION=dot_precision,
+            MM_FORM=c["inverse_products"],
             num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
         )
 

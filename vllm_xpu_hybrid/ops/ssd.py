@@ -75,8 +75,9 @@ from vllm_xpu_hybrid.ops.checks import (
 #   dt_cumsum: BLOCK_H heads of one chunk.
 #   chunk_cb: BLOCK_M x BLOCK_N tile of C @ B^T, BLOCK_K over dstate.
 #   chunk_state: BLOCK_P x BLOCK_N tile of a chunk state, BLOCK_K over tokens.
-#   state_passing: BLOCK_P x BLOCK_N tile of the running state.
-#   chunk_scan: BLOCK_M tokens x BLOCK_P headdim, BLOCK_K over dstate and tokens.
+#   state_passing: BLOCK elements of one head's running state (flat).
+#   chunk_scan: BLOCK_M tokens x BLOCK_P headdim, BLOCK_N over dstate,
+#     BLOCK_K over source tokens.
 #   compile_options: extra backend options passed to every launch.
 # "cuda": state_passing and chunk_scan from a sweep on an H100 (Triton 3.6)
 # at Mamba2-2.7B's shapes, 16k tokens (docs/benchmarks.md). "xpu": large GRF
@@ -89,10 +90,10 @@ from vllm_xpu_hybrid.ops.checks import (
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
         "dt_cumsum": {"BLOCK_H": 16, "num_warps": 4},
-        "chunk_cb": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 2},
-        "chunk_state": {"BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 4, "num_stages": 2},
-        "state_passing": {"BLOCK_P": 32, "BLOCK_N": 128, "num_warps": 1},
-        "chunk_scan": {"BLOCK_M": 128, "BLOCK_P": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 3},
+        "chunk_cb": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 4, "num_stages": 2},
+        "chunk_state": {"BLOCK_P": 64, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 4, "num_stages": 3},
+        "state_passing": {"BLOCK": 2048, "num_warps": 4},
+        "chunk_scan": {"BLOCK_M": 128, "BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 3},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.
@@ -100,16 +101,16 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "dt_cumsum": {"BLOCK_H": 16, "num_warps": 8},
         "chunk_cb": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 1},
         "chunk_state": {"BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 1},
-        "state_passing": {"BLOCK_P": 32, "BLOCK_N": 64, "num_warps": 8},
-        "chunk_scan": {"BLOCK_M": 64, "BLOCK_P": 64, "BLOCK_K": 32, "num_warps": 16, "num_stages": 1},
+        "state_passing": {"BLOCK": 1024, "num_warps": 8},
+        "chunk_scan": {"BLOCK_M": 64, "BLOCK_P": 64, "BLOCK_N": 32, "BLOCK_K": 32, "num_warps": 16, "num_stages": 1},
         "compile_options": {"grf_mode": "large"},
     },
     "cpu": {
         "dt_cumsum": {"BLOCK_H": 64, "num_warps": 1},
         "chunk_cb": {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "num_warps": 1, "num_stages": 1},
         "chunk_state": {"BLOCK_P": 128, "BLOCK_N": 128, "BLOCK_K": 128, "num_warps": 1, "num_stages": 1},
-        "state_passing": {"BLOCK_P": 128, "BLOCK_N": 128, "num_warps": 1},
-        "chunk_scan": {"BLOCK_M": 128, "BLOCK_P": 128, "BLOCK_K": 128, "num_warps": 1, "num_stages": 1},
+        "state_passing": {"BLOCK": 16384, "num_warps": 1},
+        "chunk_scan": {"BLOCK_M": 128, "BLOCK_P": 128, "BLOCK_N": 128, "BLOCK_K": 128, "num_warps": 1, "num_stages": 1},
         "compile_options": {},
     },
 }
@@ -245,49 +246,57 @@ def _ssd_chunk_state_kernel(
 def _ssd_state_passing_kernel(
     states_ptr, dA_cum_ptr, last_chunk_ptr, ssm_ptr, slot_ptr, has_init_ptr,
     checkpoint_chunk_ptr, checkpoint_slot_ptr,
-    nheads, headdim, dstate, num_chunks, pad_slot_id,
+    nheads, dstate, state_size, num_chunks, pad_slot_id,
     stride_ssm_slot, stride_ssm_h, stride_ssm_p, stride_ssm_n,
     HAS_CHECKPOINTS: tl.constexpr,
     CHUNK: tl.constexpr,
-    BLOCK_P: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
+    # BLOCK consecutive elements of one head's [headdim, dstate] state, as
+    # flat offsets p * dstate + n: the layout of the chunk states; the state
+    # pages may have any strides.
     seq = tl.program_id(0)
     head = tl.program_id(1)
-    n_col_blocks = tl.cdiv(dstate, BLOCK_N)
-    p = (tl.program_id(2) // n_col_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
-    n = (tl.program_id(2) % n_col_blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
-    tile_ok = (p < headdim)[:, None] & (n < dstate)[None, :]
+    flat = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
+    flat_ok = flat < state_size
+    page_offs = (flat // dstate) * stride_ssm_p + (flat % dstate) * stride_ssm_n
     first_chunk = tl.load(last_chunk_ptr + seq - 1, mask=seq > 0, other=-1) + 1
     end_chunk = tl.load(last_chunk_ptr + seq) + 1
     slot = tl.load(slot_ptr + seq).to(tl.int64)
     valid = (slot >= 0) & (slot != pad_slot_id)
     has_init = tl.load(has_init_ptr + seq) != 0
-    page = (ssm_ptr + slot * stride_ssm_slot + head * stride_ssm_h
-            + p[:, None] * stride_ssm_p + n[None, :] * stride_ssm_n)
-    state = tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.float32)
+    page = ssm_ptr + slot * stride_ssm_slot + head * stride_ssm_h + page_offs
+    state = tl.zeros([BLOCK], dtype=tl.float32)
     if valid & has_init:
-        state = tl.load(page, mask=tile_ok, other=0.0).to(tl.float32)
-    tile = p[:, None] * dstate + n[None, :]
+        state = tl.load(page, mask=flat_ok, other=0.0).to(tl.float32)
     if HAS_CHECKPOINTS:
         checkpoint_slot = tl.load(checkpoint_slot_ptr + seq).to(tl.int64)
         checkpoint_chunk = tl.where(
             (checkpoint_slot >= 0) & (checkpoint_slot != pad_slot_id),
             tl.load(checkpoint_chunk_ptr + seq), -1,
         )
-        checkpoint_page = (ssm_ptr + checkpoint_slot * stride_ssm_slot + head * stride_ssm_h
-                           + p[:, None] * stride_ssm_p + n[None, :] * stride_ssm_n)
+        checkpoint_page = ssm_ptr + checkpoint_slot * stride_ssm_slot + head * stride_ssm_h + page_offs
+    # Each chunk's contribution is loaded one iteration ahead, so the loop
+    # does not wait a memory round trip per chunk (masks as flat < bound:
+    # Triton's interpreter rejects a block mask and-ed with a scalar).
+    chunk_stride = nheads * state_size
+    chunk_states = states_ptr + (first_chunk * nheads + head).to(tl.int64) * state_size + flat
+    contribution = tl.load(chunk_states, mask=flat < tl.where(first_chunk < end_chunk, state_size, 0),
+                           other=0.0)
     for chunk in range(first_chunk, end_chunk):
-        chunk_states = states_ptr + (chunk * nheads + head).to(tl.int64) * headdim * dstate
-        contribution = tl.load(chunk_states + tile, mask=tile_ok, other=0.0)
-        tl.store(chunk_states + tile, state, mask=tile_ok)
         decay = tl.exp(tl.load(dA_cum_ptr + (head * num_chunks + chunk).to(tl.int64) * CHUNK + CHUNK - 1))
+        next_contribution = tl.load(chunk_states + chunk_stride,
+                                    mask=flat < tl.where(chunk + 1 < end_chunk, state_size, 0),
+                                    other=0.0)
+        tl.store(chunk_states, state, mask=flat_ok)
         state = state * decay + contribution
+        contribution = next_contribution
+        chunk_states += chunk_stride
         if HAS_CHECKPOINTS:
             if chunk == checkpoint_chunk:
-                tl.store(checkpoint_page, state.to(ssm_ptr.dtype.element_ty), mask=tile_ok)
+                tl.store(checkpoint_page, state.to(ssm_ptr.dtype.element_ty), mask=flat_ok)
     if valid:
-        tl.store(page, state.to(ssm_ptr.dtype.element_ty), mask=tile_ok)
+        tl.store(page, state.to(ssm_ptr.dtype.element_ty), mask=flat_ok)
 
 
 @triton.jit
@@ -302,6 +311,7 @@ def _ssd_chunk_scan_kernel(
     CHUNK: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -330,8 +340,8 @@ def _ssd_chunk_scan_kernel(
         C_base = C_ptr + start.to(tl.int64) * stride_C_t + group * stride_C_g
         state_start = states_ptr + (chunk * nheads + head).to(tl.int64) * headdim * dstate
         acc = tl.zeros([BLOCK_M, BLOCK_P], dtype=tl.float32)
-        for k in range(0, dstate, BLOCK_K):
-            n = k + tl.arange(0, BLOCK_K)
+        for k in range(0, dstate, BLOCK_N):
+            n = k + tl.arange(0, BLOCK_N)
             c = tl.load(
                 C_base + rows[:, None] * stride_C_t + n[None, :] * stride_C_n,
                 mask=row_ok[:, None] & (n < dstate)[None, :], other=0.0,
@@ -568,26 +578,28 @@ def ssd_chunk_scan(
         )
 
     c = cfg["state_passing"]
-    bp, bn = _block(c["BLOCK_P"], headdim), _block(c["BLOCK_N"], dstate)
-    _ssd_state_passing_kernel[(num_seqs, nheads, triton.cdiv(headdim, bp) * triton.cdiv(dstate, bn))](
+    state_size = headdim * dstate
+    block = min(c["BLOCK"], triton.next_power_of_2(state_size))
+    _ssd_state_passing_kernel[(num_seqs, nheads, triton.cdiv(state_size, block))](
         states, dA_cum, last_chunk_indices, ssm_states, state_indices, has_initial_state,
         checkpoint_chunk_indices, checkpoint_state_indices,
-        nheads, headdim, dstate, max(num_chunks, 1), pad_slot_id,
+        nheads, dstate, state_size, max(num_chunks, 1), pad_slot_id,
         ssm_states.stride(0), ssm_states.stride(1), ssm_states.stride(2), ssm_states.stride(3),
-        HAS_CHECKPOINTS=checkpoint_chunk_indices is not None, CHUNK=L, BLOCK_P=bp, BLOCK_N=bn, num_warps=c["num_warps"], **options,
+        HAS_CHECKPOINTS=checkpoint_chunk_indices is not None, CHUNK=L, BLOCK=block,
+        num_warps=c["num_warps"], **options,
     )
 
     if num_chunks > 0:
         c = cfg["chunk_scan"]
-        bm, bp = min(c["BLOCK_M"], L), _block(c["BLOCK_P"], headdim)
-        bk = min(c["BLOCK_K"], bm, _block(c["BLOCK_K"], dstate))
+        bm, bp, bn = min(c["BLOCK_M"], L), _block(c["BLOCK_P"], headdim), _block(c["BLOCK_N"], dstate)
+        bk = min(c["BLOCK_K"], bm)
         D_strides = (0, 0) if D is None else (D.stride(0), D.stride(1) if D.dim() == 2 else 0)
         _ssd_chunk_scan_kernel[(num_chunks, nheads, (L // bm) * triton.cdiv(headdim, bp))](
             x, C, D, cb, dt_out, dA_cum, states, cu_chunk_seqlens, out,
             nheads, headdim, dstate, ngroups, num_chunks, heads_per_group,
             x.stride(0), x.stride(1), x.stride(2), C.stride(0), C.stride(1), C.stride(2),
             D_strides[0], D_strides[1], out.stride(0), out.stride(1), out.stride(2),
-            HAS_D=D is not None, CHUNK=L, BLOCK_M=bm, BLOCK_P=bp, BLOCK_K=bk,
+            HAS_D=D is not None, CHUNK=L, BLOCK_M=bm, BLOCK_P=bp, BLOCK_N=bn, BLOCK_K=bk,
             DOT_PRECISION=dot_precision,
             num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
         )

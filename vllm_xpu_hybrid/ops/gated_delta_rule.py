@@ -32,21 +32,25 @@ so with ``T = (I + A)^-1``, ``W = T (beta exp(G) k)`` and ``U = T (beta v)``
 
 Chunks are 64 tokens (``CHUNK_SIZE``); a sequence's chunks start at its
 first token. The inverse ``T`` is built from 16 x 16 blocks: each diagonal
-block by forward substitution (16 row steps), the blocks below it by block
-forward substitution with ``tl.dot`` (``T[i, j] = -T[i, i] sum_{j <= m < i}
-A[i, m] T[m, j]``); forward substitution stays accurate where A's powers
-grow large (strongly correlated keys), unlike series or doubling products.
+block by forward substitution (16 row steps on row vectors), the blocks
+below it by block forward substitution (``T[i, j] = -T[i, i] sum_{j <= m <
+i} A[i, m] T[m, j]``, fp32 16 x 16 products, see ``_mm``); forward
+substitution stays accurate where A's powers grow large (strongly
+correlated keys), unlike series or doubling products.
 
 Kernels, in stream order:
 
-1. ``_gdr_chunk_prepare_kernel`` (chunks x value heads, parallel): in-chunk
-   cumulative gates, ``A``, its inverse, ``W`` and ``U``.
-2. ``_gdr_state_pass_kernel`` (sequences x value heads x V tiles): walks a
+1. ``_gdr_chunk_inverse_kernel`` (chunks x value heads, parallel): in-chunk
+   cumulative gates, ``A`` and its inverse ``T``, stored as 64-wide rows in
+   the input dtype.
+2. ``_gdr_chunk_wy_kernel`` (chunks x value heads, parallel): ``W`` and
+   ``U``, one 64 x 64 product each.
+3. ``_gdr_state_pass_kernel`` (sequences x value heads x V tiles): walks a
    sequence's chunks in order from its initial state (``states
    [state_indices[b]]`` when ``has_initial_state[b]``, else zeros): stores
    each chunk's start state, turns ``U`` into ``u = U - W S0^T`` in place,
    advances the state; writes the final state back to the same page.
-3. ``_gdr_chunk_output_kernel`` (chunks x value heads x V tiles, parallel):
+4. ``_gdr_chunk_output_kernel`` (chunks x value heads x V tiles, parallel):
    the output formula above.
 
 Decode: ``_gdr_recurrent_kernel`` applies the recurrence to one token per
@@ -70,8 +74,9 @@ layers pass ``pad_slot_id=0``).
 
 Precision: gates, decays, the inverse, the states carried between chunks and
 all accumulation are fp32. Dot operands are in the input dtype (tensor cores
-for fp16/bf16); fp32 inputs use ``input_precision="ieee"``. ``W``, ``U``
-and the chunk start states are kept in the input dtype between kernels.
+for fp16/bf16); fp32 inputs use ``input_precision="ieee"``. ``T``, ``W``,
+``U`` and the chunk start states are kept in the input dtype between
+kernels.
 States are stored in the state tensor's dtype (fp32, or the model dtype).
 This module imports only torch and triton.
 """
@@ -95,38 +100,42 @@ MAX_HEAD_DIM = 256
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter, where fewer, larger programs run faster).
-#   prepare: one chunk of one value head; inverse_products: how its 16 x 16
+#   inverse: one chunk of one value head; inverse_products: how its 16 x 16
 #     fp32 block products are computed ("ieee" dot, or "elementwise" where
 #     an fp32 ieee dot does not compile), see _mm.
+#   wy: one chunk of one value head, all K and V columns.
 #   state_pass: BV value rows of one value head's state, for one sequence.
 #   output: BV value columns of one chunk of one value head.
 #   recurrent: BV value rows of one decode row's state.
 #   gating: BT tokens x BH heads.
 #   compile_options: extra backend options passed to every launch.
-# "cuda": compiled for sm_90 at Qwen3-Next's shapes (K = V = 128, bf16;
-# Triton 3.9, ptxas): state_pass 140 registers, output 184, recurrent 48, no
-# spills; prepare (ten 16 x 16 blocks of A, their inverse, W and U in
-# registers) used 255 registers and spilled about 100 bytes before its fp32
-# block products became elementwise (not re-measured). Tested and timed on
-# an H100 (docs/benchmarks.md), not swept.
+# "cuda": from sweeps on an H100 (state_pass) and an H200 (inverse, wy),
+# Triton 3.6, at Qwen3-Next's shapes (K = V = 128, bf16, 16k tokens;
+# docs/benchmarks.md). output keeps 8 warps: with 4 (7 % faster in the
+# sweep) the bf16 decode-after-prefill test (V = 16) failed on an H200, and
+# one run hit an illegal memory access; not traced.
 # "xpu" follows Intel's guidance (more warps, large GRF mode, num_stages=1:
-# Intel's pipeliner has crashed on a chunked-scan kernel). For PVC at the
-# same shapes (triton-xpu 3.3 + ocloc, 256 GRF) every kernel builds, with
-# XMX dots, but the prefill kernels spill: prepare about 40 KB, state_pass
-# about 35 KB, output about 7 KB (the least among the tiles and warp counts
-# tried); recurrent and gating do not. Never run on an Intel GPU: UNVERIFIED.
+# Intel's pipeliner has crashed on a chunked-scan kernel); the inverse's
+# block products are elementwise (no fp32 dpas on PVC). For PVC at the same
+# shapes (triton-xpu 3.3 + ocloc, 256 GRF) every kernel builds, with XMX
+# dots, but the prefill kernels spill: inverse about 25 KB, wy about 44 KB,
+# state_pass about 35 KB, output about 7 KB (8, 16 and 32 warps tried for
+# inverse and wy); recurrent and gating do not. Never run on an Intel GPU:
+# UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
-        "prepare": {"num_warps": 4, "num_stages": 1, "inverse_products": "ieee"},
+        "inverse": {"num_warps": 2, "num_stages": 1, "inverse_products": "ieee"},
+        "wy": {"num_warps": 8, "num_stages": 2},
         "state_pass": {"BV": 64, "num_warps": 4, "num_stages": 3},
-        "output": {"BV": 128, "num_warps": 4, "num_stages": 1},
+        "output": {"BV": 128, "num_warps": 8, "num_stages": 2},
         "recurrent": {"BV": 16, "num_warps": 4, "num_stages": 1},
         "gating": {"BT": 64, "BH": 32, "num_warps": 4},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {
-        "prepare": {"num_warps": 16, "num_stages": 1, "inverse_products": "elementwise"},
+        "inverse": {"num_warps": 16, "num_stages": 1, "inverse_products": "elementwise"},
+        "wy": {"num_warps": 16, "num_stages": 1},
         "state_pass": {"BV": 16, "num_warps": 16, "num_stages": 1},
         "output": {"BV": 32, "num_warps": 16, "num_stages": 1},
         "recurrent": {"BV": 16, "num_warps": 8, "num_stages": 1},
@@ -134,7 +143,8 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "compile_options": {"grf_mode": "large"},
     },
     "cpu": {
-        "prepare": {"num_warps": 1, "num_stages": 1, "inverse_products": "ieee"},
+        "inverse": {"num_warps": 1, "num_stages": 1, "inverse_products": "ieee"},
+        "wy": {"num_warps": 1, "num_stages": 1},
         "state_pass": {"BV": 256, "num_warps": 1, "num_stages": 1},
         "output": {"BV": 256, "num_warps": 1, "num_stages": 1},
         "recurrent": {"BV": 256, "num_warps": 1, "num_stages": 1},
@@ -175,6 +185,15 @@ def _store_rows(base, first, length, stride_t, cols, cols_ok, values, ROWS: tl.c
         values.to(base.dtype.element_ty),
         mask=(rows < length)[:, None] & cols_ok[None, :],
     )
+
+
+@triton.jit
+def _chunk_span(cu_ptr, chunk_ptr, chunk):
+    """First token and token count (at most 64) of a chunk, from
+    chunk_indices [num_chunks, 2] (sequence, chunk within it)."""
+    seq = tl.load(chunk_ptr + 2 * chunk)
+    start = tl.load(cu_ptr + seq) + tl.load(chunk_ptr + 2 * chunk + 1) * 64
+    return start, tl.minimum(tl.load(cu_ptr + seq + 1) - start, 64)
 
 
 @triton.jit
@@ -230,52 +249,22 @@ def _unit_lower_inverse_16(a):
 
 
 @triton.jit
-def _store_lower_product(base, length, stride_t, cols, cols_ok,
-                         T00, T10, T11, T20, T21, T22, T30, T31, T32, T33, y0, y1, y2, y3,
-                         DOT_PRECISION: tl.constexpr):
-    """Stores the 64 rows of T @ [y0; y1; y2; y3] (rows at or past
-    ``length`` are not written), T block lower triangular in 16 x 16 blocks
-    Tij, each yi 16 rows."""
-    _store_rows(base, 0, length, stride_t, cols, cols_ok,
-                tl.dot(T00, y0, input_precision=DOT_PRECISION), 16)
-    _store_rows(base, 16, length, stride_t, cols, cols_ok,
-                tl.dot(T10, y0, input_precision=DOT_PRECISION)
-                + tl.dot(T11, y1, input_precision=DOT_PRECISION), 16)
-    _store_rows(base, 32, length, stride_t, cols, cols_ok,
-                tl.dot(T20, y0, input_precision=DOT_PRECISION)
-                + tl.dot(T21, y1, input_precision=DOT_PRECISION)
-                + tl.dot(T22, y2, input_precision=DOT_PRECISION), 16)
-    _store_rows(base, 48, length, stride_t, cols, cols_ok,
-                tl.dot(T30, y0, input_precision=DOT_PRECISION)
-                + tl.dot(T31, y1, input_precision=DOT_PRECISION)
-                + tl.dot(T32, y2, input_precision=DOT_PRECISION)
-                + tl.dot(T33, y3, input_precision=DOT_PRECISION), 16)
-
-
-@triton.jit
-def _gdr_chunk_prepare_kernel(
-    k_ptr, v_ptr, g_ptr, beta_ptr, cu_ptr, chunk_ptr, gcum_ptr, w_ptr, u_ptr,
-    K, V, heads_per_k,
-    stride_k_t, stride_k_h, stride_v_t, stride_v_h,
-    stride_g_t, stride_g_h, stride_beta_t, stride_beta_h,
-    stride_gcum_t, stride_w_t, stride_w_h, stride_u_t, stride_u_h,
+def _gdr_chunk_inverse_kernel(
+    k_ptr, g_ptr, beta_ptr, cu_ptr, chunk_ptr, gcum_ptr, t_ptr,
+    K, heads_per_k,
+    stride_k_t, stride_k_h, stride_g_t, stride_g_h, stride_beta_t, stride_beta_h,
+    stride_gcum_t, stride_t_t, stride_t_h,
     QK_L2NORM: tl.constexpr,
     BK: tl.constexpr,
-    BV: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     MM_FORM: tl.constexpr,
 ):
     chunk = tl.program_id(0)
     hv = tl.program_id(1)
     h = hv // heads_per_k
-    seq = tl.load(chunk_ptr + 2 * chunk)
-    start = tl.load(cu_ptr + seq) + tl.load(chunk_ptr + 2 * chunk + 1) * 64
-    n = tl.minimum(tl.load(cu_ptr + seq + 1) - start, 64)
-    dot_dtype = k_ptr.dtype.element_ty
+    start, n = _chunk_span(cu_ptr, chunk_ptr, chunk)
     kc = tl.arange(0, BK)
     kc_ok = kc < K
-    vc = tl.arange(0, BV)
-    vc_ok = vc < V
 
     # In-chunk cumulative gates, 16 rows at a time (rows past n add 0).
     g_base = g_ptr + start.to(tl.int64) * stride_g_t + hv * stride_g_h
@@ -329,37 +318,62 @@ def _gdr_chunk_prepare_kernel(
     T31 = -_mm(T33, _mm(A31, T11, MM_FORM) + _mm(A32, T21, MM_FORM), MM_FORM)
     T30 = -_mm(T33, _mm(A30, T00, MM_FORM) + _mm(A31, T10, MM_FORM) + _mm(A32, T20, MM_FORM),
                MM_FORM)
-    T00 = T00.to(dot_dtype)
-    T10 = T10.to(dot_dtype)
-    T11 = T11.to(dot_dtype)
-    T20 = T20.to(dot_dtype)
-    T21 = T21.to(dot_dtype)
-    T22 = T22.to(dot_dtype)
-    T30 = T30.to(dot_dtype)
-    T31 = T31.to(dot_dtype)
-    T32 = T32.to(dot_dtype)
-    T33 = T33.to(dot_dtype)
+    # T rows in the input dtype, [16, 64] per row block; blocks above the
+    # diagonal are not stored (the W/U kernel masks them).
+    t_base = t_ptr + start.to(tl.int64) * stride_t_t + hv * stride_t_h
+    _store_rows(t_base, 0, n, stride_t_t, r, r < 16, T00, 16)
+    _store_rows(t_base, 16, n, stride_t_t, r, r < 16, T10, 16)
+    _store_rows(t_base, 16, n, stride_t_t, 16 + r, r < 16, T11, 16)
+    _store_rows(t_base, 32, n, stride_t_t, r, r < 16, T20, 16)
+    _store_rows(t_base, 32, n, stride_t_t, 16 + r, r < 16, T21, 16)
+    _store_rows(t_base, 32, n, stride_t_t, 32 + r, r < 16, T22, 16)
+    _store_rows(t_base, 48, n, stride_t_t, r, r < 16, T30, 16)
+    _store_rows(t_base, 48, n, stride_t_t, 16 + r, r < 16, T31, 16)
+    _store_rows(t_base, 48, n, stride_t_t, 32 + r, r < 16, T32, 16)
+    _store_rows(t_base, 48, n, stride_t_t, 48 + r, r < 16, T33, 16)
 
-    # W = T (beta exp(G) k).
-    y0 = (k0 * (b0 * kn0 * tl.exp(G0))[:, None]).to(dot_dtype)
-    y1 = (k1 * (b1 * kn1 * tl.exp(G1))[:, None]).to(dot_dtype)
-    y2 = (k2 * (b2 * kn2 * tl.exp(G2))[:, None]).to(dot_dtype)
-    y3 = (k3 * (b3 * kn3 * tl.exp(G3))[:, None]).to(dot_dtype)
-    _store_lower_product(w_ptr + start.to(tl.int64) * stride_w_t + hv * stride_w_h,
-                         n, stride_w_t, kc, kc_ok,
-                         T00, T10, T11, T20, T21, T22, T30, T31, T32, T33, y0, y1, y2, y3,
-                         DOT_PRECISION)
+
+@triton.jit
+def _gdr_chunk_wy_kernel(
+    k_ptr, v_ptr, beta_ptr, cu_ptr, chunk_ptr, gcum_ptr, t_ptr, w_ptr, u_ptr,
+    K, V, heads_per_k,
+    stride_k_t, stride_k_h, stride_v_t, stride_v_h, stride_beta_t, stride_beta_h,
+    stride_gcum_t, stride_t_t, stride_t_h, stride_w_t, stride_w_h, stride_u_t, stride_u_h,
+    QK_L2NORM: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    chunk = tl.program_id(0)
+    hv = tl.program_id(1)
+    h = hv // heads_per_k
+    start, n = _chunk_span(cu_ptr, chunk_ptr, chunk)
+    dot_dtype = k_ptr.dtype.element_ty
+    t = tl.arange(0, 64)
+    t_ok = t < n
+    T = tl.load(
+        t_ptr + (start + t).to(tl.int64)[:, None] * stride_t_t + hv * stride_t_h + t[None, :],
+        mask=t_ok[:, None] & (t[None, :] // 16 <= t[:, None] // 16), other=0.0,
+    )
+    G = tl.load(gcum_ptr + (start + t).to(tl.int64) * stride_gcum_t + hv, mask=t_ok, other=0.0)
+    beta = _load_gates(beta_ptr + start.to(tl.int64) * stride_beta_t + hv * stride_beta_h,
+                       0, n, stride_beta_t, 64)
+
+    # W = T (beta exp(G) k / |k|).
+    kc = tl.arange(0, BK)
+    kc_ok = kc < K
+    k = _load_rows(k_ptr + start.to(tl.int64) * stride_k_t + h * stride_k_h, 0, n, stride_k_t, kc, kc_ok, 64)
+    y = (k * (beta * _inv_norms(k, QK_L2NORM, 64) * tl.exp(G))[:, None]).to(dot_dtype)
+    _store_rows(w_ptr + start.to(tl.int64) * stride_w_t + hv * stride_w_h, 0, n, stride_w_t, kc, kc_ok,
+                tl.dot(T, y, input_precision=DOT_PRECISION), 64)
 
     # U = T (beta v).
-    v_base = v_ptr + start.to(tl.int64) * stride_v_t + hv * stride_v_h
-    z0 = (_load_rows(v_base, 0, n, stride_v_t, vc, vc_ok, 16) * b0[:, None]).to(dot_dtype)
-    z1 = (_load_rows(v_base, 16, n, stride_v_t, vc, vc_ok, 16) * b1[:, None]).to(dot_dtype)
-    z2 = (_load_rows(v_base, 32, n, stride_v_t, vc, vc_ok, 16) * b2[:, None]).to(dot_dtype)
-    z3 = (_load_rows(v_base, 48, n, stride_v_t, vc, vc_ok, 16) * b3[:, None]).to(dot_dtype)
-    _store_lower_product(u_ptr + start.to(tl.int64) * stride_u_t + hv * stride_u_h,
-                         n, stride_u_t, vc, vc_ok,
-                         T00, T10, T11, T20, T21, T22, T30, T31, T32, T33, z0, z1, z2, z3,
-                         DOT_PRECISION)
+    vc = tl.arange(0, BV)
+    vc_ok = vc < V
+    v = _load_rows(v_ptr + start.to(tl.int64) * stride_v_t + hv * stride_v_h, 0, n, stride_v_t, vc, vc_ok, 64)
+    z = (v * beta[:, None]).to(dot_dtype)
+    _store_rows(u_ptr + start.to(tl.int64) * stride_u_t + hv * stride_u_h, 0, n, stride_u_t, vc, vc_ok,
+                tl.dot(T, z, input_precision=DOT_PRECISION), 64)
 
 
 @triton.jit
@@ -449,9 +463,7 @@ def _gdr_chunk_output_kernel(
     kc = tl.arange(0, BK)
     kc_ok = kc < K
     dot_dtype = q_ptr.dtype.element_ty
-    seq = tl.load(chunk_ptr + 2 * chunk)
-    start = tl.load(cu_ptr + seq) + tl.load(chunk_ptr + 2 * chunk + 1) * 64
-    n = tl.minimum(tl.load(cu_ptr + seq + 1) - start, 64)
+    start, n = _chunk_span(cu_ptr, chunk_ptr, chunk)
     t = tl.arange(0, 64)
     t_ok = t < n
 
@@ -697,19 +709,28 @@ def gated_delta_rule_prefill(
     gcum = torch.empty(max(total, 1), HV, dtype=torch.float32, device=dev)
     w = torch.empty(max(total, 1), HV, K, dtype=q.dtype, device=dev)
     u = torch.empty(max(total, 1), HV, V, dtype=q.dtype, device=dev)
+    t_rows = torch.empty(max(total, 1), HV, CHUNK_SIZE, dtype=q.dtype, device=dev)
     chunk_states = torch.empty(max(num_chunks, 1), HV, V, K, dtype=q.dtype, device=dev)
     heads_per_k = HV // H
 
     if num_chunks > 0:
-        c = cfg["prepare"]
-        _gdr_chunk_prepare_kernel[(num_chunks, HV)](
-            k, v, g, beta, cu_seqlens, chunk_indices, gcum, w, u,
+        c = cfg["inverse"]
+        _gdr_chunk_inverse_kernel[(num_chunks, HV)](
+            k, g, beta, cu_seqlens, chunk_indices, gcum, t_rows,
+            K, heads_per_k,
+            k.stride(0), k.stride(1), g.stride(0), g.stride(1), beta.stride(0), beta.stride(1),
+            gcum.stride(0), t_rows.stride(0), t_rows.stride(1),
+            QK_L2NORM=qk_l2norm, BK=bk, DOT_PRECISION=dot_precision, MM_FORM=c["inverse_products"],
+            num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
+        )
+        c = cfg["wy"]
+        _gdr_chunk_wy_kernel[(num_chunks, HV)](
+            k, v, beta, cu_seqlens, chunk_indices, gcum, t_rows, w, u,
             K, V, heads_per_k,
-            k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-            g.stride(0), g.stride(1), beta.stride(0), beta.stride(1),
-            gcum.stride(0), w.stride(0), w.stride(1), u.stride(0), u.stride(1),
+            k.stride(0), k.stride(1), v.stride(0), v.stride(1), beta.stride(0), beta.stride(1),
+            gcum.stride(0), t_rows.stride(0), t_rows.stride(1),
+            w.stride(0), w.stride(1), u.stride(0), u.stride(1),
             QK_L2NORM=qk_l2norm, BK=bk, BV=bv_full, DOT_PRECISION=dot_precision,
-            MM_FORM=c["inverse_products"],
             num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
         )
 

@@ -79,8 +79,9 @@ from vllm_xpu_hybrid.ops.checks import (
 #   chunk_scan: BLOCK_M tokens x BLOCK_P headdim, BLOCK_N over dstate,
 #     BLOCK_K over source tokens.
 #   compile_options: extra backend options passed to every launch.
-# "cuda": state_passing and chunk_scan from a sweep on an H100 (Triton 3.6)
-# at Mamba2-2.7B's shapes, 16k tokens (docs/benchmarks.md). "xpu": large GRF
+# "cuda": chunk_cb, chunk_state, state_passing and chunk_scan from sweeps on
+# an H100 (Triton 3.6) at Mamba2-2.7B's shapes, 16k tokens
+# (docs/benchmarks.md). "xpu": large GRF
 # mode for the dot tiles, num_stages=1 (Intel's pipeliner has crashed on a
 # chunked-scan kernel); checked by the Intel compile gate (python -m
 # vllm_xpu_hybrid.intel_compile, docs/intel-compile.md) at Mamba-2 shapes

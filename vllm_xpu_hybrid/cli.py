@@ -70,7 +70,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             if value is not None
         }
         report["models"] = [
-            model_report(args.model_dir, prefix_caching=caching, **engine_kwargs)
+            model_report(args.model_dir, prefix_caching=caching,
+                         trust_remote_code=args.trust_remote_code, **engine_kwargs)
             for caching in (False, True)
         ]
     print(json.dumps(report, indent=2) if args.json else format_text(report))
@@ -80,19 +81,22 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from vllm_xpu_hybrid.generate import DEFAULT_PROMPTS, run_generate
 
-    return run_generate(args.model_dir, args.prompt or list(DEFAULT_PROMPTS), args.max_tokens)
+    return run_generate(args.model_dir, args.prompt or list(DEFAULT_PROMPTS), args.max_tokens,
+                        trust_remote_code=args.trust_remote_code)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from vllm_xpu_hybrid.generate import DEFAULT_PROMPTS, run_generate
-    from vllm_xpu_hybrid.tiny_models import build_tiny_model
+    from vllm_xpu_hybrid.tiny_models import REMOTE_CODE_ARCHS, build_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="vllm-xpu-hybrid-demo-") as tmp:
         model_dir = build_tiny_model(args.arch, tmp)
         print(f"tiny {args.arch} model (random weights, local tokenizer) in {model_dir}")
-        return run_generate(str(model_dir), list(DEFAULT_PROMPTS), args.max_tokens)
+        # The remote code saved beside such a model is this package's own.
+        return run_generate(str(model_dir), list(DEFAULT_PROMPTS), args.max_tokens,
+                            trust_remote_code=args.arch in REMOTE_CODE_ARCHS)
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -177,17 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return p
 
+    def add_trust_remote_code(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--trust-remote-code", action="store_true",
+                       help="let vLLM (and transformers) run the checkpoint's own model code")
+
     info = add("info", "Device, versions and the backend of each layer type.")
     info.add_argument("model_dir", nargs="?", help="also report this model's layers and pages")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument("--block-size", type=int, help="a KV-cache block size to check")
     info.add_argument("--kv-cache-dtype", help="a KV-cache dtype to check")
+    add_trust_remote_code(info)
     info.set_defaults(func=cmd_info)
 
     gen = add("generate", "Greedy generation through vLLM with the plugin; prints backends and tokens/s.")
     gen.add_argument("model_dir")
     gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     gen.add_argument("--max-tokens", type=int, default=32)
+    add_trust_remote_code(gen)
     gen.set_defaults(func=cmd_generate)
 
     demo = add("demo", "Build a tiny hybrid model and generate with it through vLLM and the plugin.")
@@ -203,8 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--max-num-batched-tokens", type=int, default=64,
                         help="per-step token budget; longer prompts are prefilled in chunks")
     parity.add_argument("--prefix-caching", action=argparse.BooleanOptionalAction, default=False)
-    parity.add_argument("--trust-remote-code", action="store_true",
-                        help="let transformers and vLLM run the checkpoint's own model code")
+    add_trust_remote_code(parity)
     parity.set_defaults(func=cmd_parity)
 
     tiny = add("tiny-model", "Write a tiny random-weight model with a local tokenizer.")

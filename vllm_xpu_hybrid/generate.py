@@ -15,14 +15,16 @@ DEFAULT_PROMPTS = (
 )
 
 
-def run_generate(model_dir: str, prompts: list[str], max_tokens: int) -> int:
+def run_generate(model_dir: str, prompts: list[str], max_tokens: int,
+                 trust_remote_code: bool = False) -> int:
     """Generate ``max_tokens`` greedy tokens for each prompt (one batch) and
-    print the completions and tokens per second. Returns the exit code."""
+    print the completions and tokens per second. Returns the exit code.
+    ``trust_remote_code`` loads the model's own code (vLLM's flag)."""
     from vllm import SamplingParams
 
     from vllm_xpu_hybrid.engine import start_llm
 
-    llm = start_llm(model_dir)
+    llm = start_llm(model_dir, trust_remote_code=trust_remote_code)
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
     start = time.perf_counter()
     outputs = llm.generate(list(prompts), params, use_tqdm=False)

@@ -119,7 +119,8 @@ def model_report(model_dir: str, prefix_caching: bool, **engine_kwargs) -> dict[
     """Build the model's layers and report, per layer type, the backend and
     page sizes, and the block sizes the current platform chose.
 
-    ``engine_kwargs`` go to ``vllm.EngineArgs`` (e.g. ``block_size=64``).
+    ``engine_kwargs`` go to ``vllm.EngineArgs`` (e.g. ``block_size=64``,
+    ``trust_remote_code=True``).
     """
     from vllm.config.vllm import get_layers_from_vllm_config, set_current_vllm_config
     from vllm.engine.arg_utils import EngineArgs

@@ -33,7 +33,15 @@ from vllm_xpu_hybrid.bench.shapes import (
     ShapeSet,
     ShortConv,
 )
-from vllm_xpu_hybrid.bench.timing import Measurement, percentile, summarise
+from vllm_xpu_hybrid.bench.timing import (
+    LONG_CALL_REPS,
+    MAX_SPIN_US,
+    Measurement,
+    percentile,
+    repetitions,
+    spin_us,
+    summarise,
+)
 from vllm_xpu_hybrid.cli import main
 
 
@@ -132,6 +140,16 @@ def test_rates_and_roofline():
 def test_percentiles():
     assert summarise([4.0, 1.0, 3.0, 2.0, 5.0]) == {"median": 3.0, "p20": 1.8, "p80": 4.2}
     assert percentile([7.0], 80) == 7.0
+
+
+def test_repetitions_and_spin():
+    assert repetitions(0.01, 50.0, 10, 100) == 100
+    assert repetitions(1.0, 50.0, 10, 100) == 50
+    assert repetitions(20.0, 50.0, 10, 100) == 10
+    # One call longer than the target: a few repetitions, not min_reps.
+    assert repetitions(4000.0, 50.0, 10, 100) == LONG_CALL_REPS
+    assert spin_us([10.0, 30.0]) == 110.0
+    assert spin_us([4e6]) == MAX_SPIN_US
 
 
 def test_outputs_differ():

@@ -14,6 +14,11 @@ synchronisation the call makes itself still counts).
 Host overhead: the wall-clock time one eager call takes to return with the
 device idle (the stream is synchronised before each call): argument checks,
 launch, and any synchronisation the implementation does itself.
+
+Long calls (one call longer than the timer's target, such as a peer that
+loops over tokens on the host) get two warm-up calls, three host calls and
+three timed repetitions, and the spin is capped at MAX_SPIN_US: such a call
+is bound by its own host work, which no spin can hide.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ DEVICE_PEAKS: tuple[tuple[str, float, float], ...] = (
 # cache (50 MB on H100; 408 MB on Data Center GPU Max, whose L2 size torch
 # does not report, hence 1 GiB on XPU).
 FLUSH_BYTES = {"cuda": 256 << 20, "xpu": 1 << 30}
+
+# Calls, host calls and repetitions for a call longer than the target, and
+# the longest device spin before a repetition (µs).
+LONG_CALL_REPS = 3
+MAX_SPIN_US = 20_000.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,21 @@ def summarise(samples: list[float]) -> dict[str, float]:
             "p80": percentile(samples, 80)}
 
 
+def spin_us(host_us: list[float]) -> float:
+    """Device spin before each timed repetition: twice the slowest host call
+    plus 50 µs, at most MAX_SPIN_US."""
+    return min(2 * max(host_us) + 50, MAX_SPIN_US)
+
+
+def repetitions(estimate_ms: float, target_ms: float, min_reps: int, max_reps: int) -> int:
+    """Timed repetitions for a call of estimate_ms: as many as fit in
+    target_ms, between min_reps and max_reps; LONG_CALL_REPS when one call
+    alone exceeds the target."""
+    if estimate_ms > target_ms:
+        return LONG_CALL_REPS
+    return int(min(max_reps, max(min_reps, target_ms / max(estimate_ms, 1e-3))))
+
+
 def gpu_module(device: str):
     """torch.cuda or torch.xpu."""
     return torch.cuda if device == "cuda" else torch.xpu
@@ -83,8 +108,9 @@ class DeviceTimer:
     """Times eager calls on a CUDA or XPU device (see the module docstring).
 
     Repetitions: as many as fit in target_ms of device time, between
-    min_reps and max_reps, after warmup calls; host_calls calls for the host
-    overhead.
+    min_reps and max_reps, after warmup calls (at least two; the second
+    one timed on the host); host_calls calls for the host overhead. A call longer than
+    target_ms: see the module docstring.
     """
 
     def __init__(self, device: str, target_ms: float = 50.0, min_reps: int = 10,
@@ -115,24 +141,29 @@ class DeviceTimer:
         return self._cycles_per_us
 
     def measure(self, impl: str, fn: Callable[[], object]) -> Measurement:
-        for _ in range(self.warmup):
+        fn()
+        self.gpu.synchronize()
+        begin = time.perf_counter()
+        fn()
+        self.gpu.synchronize()
+        long_call = 1e3 * (time.perf_counter() - begin) > self.target_ms
+        for _ in range(0 if long_call else self.warmup - 2):
             fn()
         host_us = []
-        for _ in range(self.host_calls):
+        for _ in range(LONG_CALL_REPS if long_call else self.host_calls):
             self.gpu.synchronize()
             begin = time.perf_counter()
             fn()
             host_us.append(1e6 * (time.perf_counter() - begin))
         self.gpu.synchronize()
         cycles_per_us = self._spin_cycles_per_us()
-        spin_cycles = int(cycles_per_us * (2 * max(host_us) + 50)) if cycles_per_us else 0
+        spin_cycles = int(cycles_per_us * spin_us(host_us)) if cycles_per_us else 0
         start, end = self._event(), self._event()
         start.record()
         fn()
         end.record()
         self.gpu.synchronize()
-        estimate_ms = max(start.elapsed_time(end), 1e-3)
-        reps = int(min(self.max_reps, max(self.min_reps, self.target_ms / estimate_ms)))
+        reps = repetitions(start.elapsed_time(end), self.target_ms, self.min_reps, self.max_reps)
         events = [(self._event(), self._event()) for _ in range(reps)]
         for start, end in events:
             self.flush.zero_()

@@ -63,6 +63,7 @@ from vllm_xpu_hybrid.ops.checks import (
     check_checkpoints,
     check_vector,
 )
+from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 SUPPORTED_WIDTHS = (2, 3, 4)
 _ACTIVATIONS = (None, "silu", "swish")
@@ -365,7 +366,7 @@ def causal_conv1d_varlen(
     cfg = LAUNCH_CONFIGS[x.device.type]
     conv_cfg = dict(cfg["varlen"])
     block_t, block_d = conv_cfg.pop("BLOCK_T"), conv_cfg.pop("BLOCK_D")
-    grid = (triton.cdiv(total_tokens, block_t), triton.cdiv(dim, block_d))
+    grid = (cdiv(total_tokens, block_t), cdiv(dim, block_d))
     _causal_conv1d_varlen_kernel[grid](
         x, weight, bias, conv_states, query_start_loc, state_indices, has_initial_state, out,
         total_tokens, dim, num_seqs, max(num_seqs - 1, 0).bit_length(), pad_slot_id,
@@ -380,12 +381,12 @@ def causal_conv1d_varlen(
     block_d = store_cfg.pop("BLOCK_D")
 
     def store_states(write_slots: torch.Tensor, lengths: torch.Tensor | None) -> None:
-        _conv_state_store_kernel[(num_seqs, triton.cdiv(dim, block_d))](
+        _conv_state_store_kernel[(num_seqs, cdiv(dim, block_d))](
             x, conv_states, query_start_loc, state_indices, write_slots, has_initial_state,
             lengths, dim, pad_slot_id,
             x.stride(0), x.stride(1),
             conv_states.stride(0), conv_states.stride(1), conv_states.stride(2),
-            STATE_LEN=width - 1, STATE_POW2=triton.next_power_of_2(width - 1),
+            STATE_LEN=width - 1, STATE_POW2=next_power_of_2(width - 1),
             PARTIAL=lengths is not None, BLOCK_D=block_d, **store_cfg, **cfg["compile_options"],
         )
 
@@ -426,14 +427,14 @@ def causal_conv1d_update(
     cfg = LAUNCH_CONFIGS[x.device.type]
     update_cfg = dict(cfg["update"])
     block_d = update_cfg.pop("BLOCK_D")
-    _causal_conv1d_update_kernel[(batch, triton.cdiv(dim, block_d))](
+    _causal_conv1d_update_kernel[(batch, cdiv(dim, block_d))](
         x, weight, bias, conv_states, state_indices, out,
         dim, pad_slot_id,
         x.stride(0), x.stride(1),
         weight.stride(0), weight.stride(1),
         conv_states.stride(0), conv_states.stride(1), conv_states.stride(2),
         out.stride(0), out.stride(1),
-        STATE_LEN=width - 1, STATE_POW2=triton.next_power_of_2(width - 1),
+        STATE_LEN=width - 1, STATE_POW2=next_power_of_2(width - 1),
         HAS_BIAS=bias is not None, SILU=activation is not None,
         BLOCK_D=block_d, **update_cfg, **cfg["compile_options"],
     )

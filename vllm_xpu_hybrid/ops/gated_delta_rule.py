@@ -93,6 +93,7 @@ from vllm_xpu_hybrid.ops.checks import (
     SUPPORTED_DTYPES,
     check_vector,
 )
+from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 CHUNK_SIZE = 64
 # Head sizes the kernels keep whole in registers (a state tile is [BV, K]).
@@ -586,7 +587,7 @@ def gated_delta_rule_chunk_metadata(
     chunk_indices = []
     chunk_offsets = [0]
     for seq in range(len(bounds) - 1):
-        count = triton.cdiv(bounds[seq + 1] - bounds[seq], CHUNK_SIZE)
+        count = cdiv(bounds[seq + 1] - bounds[seq], CHUNK_SIZE)
         chunk_indices.extend([seq, i] for i in range(count))
         chunk_offsets.append(chunk_offsets[-1] + count)
     return (
@@ -704,8 +705,8 @@ def gated_delta_rule_prefill(
     dev = q.device
     dot_precision = "ieee"
     options = cfg["compile_options"]
-    bk = max(16, triton.next_power_of_2(K))
-    bv_full = max(16, triton.next_power_of_2(V))
+    bk = max(16, next_power_of_2(K))
+    bv_full = max(16, next_power_of_2(V))
     gcum = torch.empty(max(total, 1), HV, dtype=torch.float32, device=dev)
     w = torch.empty(max(total, 1), HV, K, dtype=q.dtype, device=dev)
     u = torch.empty(max(total, 1), HV, V, dtype=q.dtype, device=dev)
@@ -736,7 +737,7 @@ def gated_delta_rule_prefill(
 
     c = cfg["state_pass"]
     bv = min(c["BV"], bv_full)
-    _gdr_state_pass_kernel[(num_seqs, HV, triton.cdiv(V, bv))](
+    _gdr_state_pass_kernel[(num_seqs, HV, cdiv(V, bv))](
         k, w, u, gcum, cu_seqlens, chunk_offsets, chunk_states,
         states, state_indices, has_initial_state,
         K, V, heads_per_k, pad_slot_id,
@@ -750,7 +751,7 @@ def gated_delta_rule_prefill(
     if num_chunks > 0:
         c = cfg["output"]
         bv = min(c["BV"], bv_full)
-        _gdr_chunk_output_kernel[(num_chunks, HV, triton.cdiv(V, bv))](
+        _gdr_chunk_output_kernel[(num_chunks, HV, cdiv(V, bv))](
             q, k, u, gcum, chunk_states, cu_seqlens, chunk_indices, out,
             scale, K, V, heads_per_k,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), u.stride(0), u.stride(1), gcum.stride(0),
@@ -794,9 +795,9 @@ def gated_delta_rule_decode(
         return out
     scale = K**-0.5 if scale is None else scale
     c = cfg["recurrent"]
-    bk = max(16, triton.next_power_of_2(K))
-    bv = min(c["BV"], max(16, triton.next_power_of_2(V)))
-    _gdr_recurrent_kernel[(batch, HV, triton.cdiv(V, bv))](
+    bk = max(16, next_power_of_2(K))
+    bv = min(c["BV"], max(16, next_power_of_2(V)))
+    _gdr_recurrent_kernel[(batch, HV, cdiv(V, bv))](
         q, k, v, g, beta, states, state_indices, out,
         scale, K, V, HV // H, pad_slot_id,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
@@ -836,8 +837,8 @@ def gdn_gating(
     if tokens == 0:
         return g, beta
     c = cfg["gating"]
-    bh = min(c["BH"], triton.next_power_of_2(heads))
-    _gdn_gating_kernel[(triton.cdiv(tokens, c["BT"]), triton.cdiv(heads, bh))](
+    bh = min(c["BH"], next_power_of_2(heads))
+    _gdn_gating_kernel[(cdiv(tokens, c["BT"]), cdiv(heads, bh))](
         a, b, A_log, dt_bias, g, beta, tokens, heads,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1),
         BT=c["BT"], BH=bh, num_warps=c["num_warps"], **cfg["compile_options"],

@@ -29,6 +29,7 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import SUPPORTED_DTYPES
+from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -155,15 +156,15 @@ def gated_rmsnorm(
         return out
 
     cfg = LAUNCH_CONFIGS[x.device.type]
-    block = min(triton.next_power_of_2(group_size), cfg["MAX_BLOCK"])
+    block = min(next_power_of_2(group_size), cfg["MAX_BLOCK"])
     num_warps = next(w for width, w in sorted(cfg["num_warps"].items()) if width >= block)
     z_strides = (z.stride(0), z.stride(1)) if z is not None else (0, 0)
     block_t = cfg["BLOCK_T"]
-    _gated_rmsnorm_kernel[(triton.cdiv(tokens, block_t), hidden // group_size)](
+    _gated_rmsnorm_kernel[(cdiv(tokens, block_t), hidden // group_size)](
         x, z, weight, out, tokens, group_size, eps,
         x.stride(0), x.stride(1), *z_strides, out.stride(0), out.stride(1),
         HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate,
-        NUM_BLOCKS=triton.cdiv(group_size, block), BLOCK_T=block_t, BLOCK=block,
+        NUM_BLOCKS=cdiv(group_size, block), BLOCK_T=block_t, BLOCK=block,
         num_warps=num_warps, **cfg["compile_options"],
     )
     return out

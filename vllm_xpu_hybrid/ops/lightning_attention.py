@@ -56,6 +56,7 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYPES, check_vector
+from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 # The widest key head dim a program holds in one [K, BLOCK_V] state tile.
 MAX_KEY_HEAD_DIM = 256
@@ -314,9 +315,9 @@ def lightning_attention_prefill(
     if num_seqs == 0 or nheads == 0:
         return out
 
-    block_k = max(16, triton.next_power_of_2(key_dim))
-    block_v = min(c["BLOCK_V"], max(16, triton.next_power_of_2(value_dim)))
-    _lightning_prefill_kernel[(num_seqs, nheads, triton.cdiv(value_dim, block_v))](
+    block_k = max(16, next_power_of_2(key_dim))
+    block_v = min(c["BLOCK_V"], max(16, next_power_of_2(value_dim)))
+    _lightning_prefill_kernel[(num_seqs, nheads, cdiv(value_dim, block_v))](
         q, k, v, slopes, query_start_loc, states, state_indices, has_initial_state, out,
         key_dim, value_dim, pad_slot_id, slopes.stride(0),
         *_strides3(q), *_strides3(k), *_strides3(v), *states.stride(), *_strides3(out),
@@ -355,12 +356,12 @@ def lightning_attention_decode(
         return out
 
     c = LAUNCH_CONFIGS[q.device.type]["decode"]
-    block_v = min(c["BLOCK_V"], triton.next_power_of_2(value_dim))
-    _lightning_decode_kernel[(batch, nheads, triton.cdiv(value_dim, block_v))](
+    block_v = min(c["BLOCK_V"], next_power_of_2(value_dim))
+    _lightning_decode_kernel[(batch, nheads, cdiv(value_dim, block_v))](
         q, k, v, slopes, states, state_indices, out,
         key_dim, value_dim, pad_slot_id, slopes.stride(0),
         *_strides3(q), *_strides3(k), *_strides3(v), *states.stride(), *_strides3(out),
-        BLOCK_K=triton.next_power_of_2(key_dim), BLOCK_V=block_v,
+        BLOCK_K=next_power_of_2(key_dim), BLOCK_V=block_v,
         num_warps=c["num_warps"], **c["compile_options"],
     )
     return out

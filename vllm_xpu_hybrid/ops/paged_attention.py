@@ -36,6 +36,7 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
+from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
 
@@ -243,9 +244,9 @@ def reshape_and_cache(
 
     config = _device_config(key.device)
     entry = config["cache_write"]
-    head_pad = triton.next_power_of_2(head_size)
-    block_h = min(triton.next_power_of_2(num_kv_heads), max(1, entry["elems"] // head_pad))
-    grid = (num_tokens, triton.cdiv(num_kv_heads, block_h))
+    head_pad = next_power_of_2(head_size)
+    block_h = min(next_power_of_2(num_kv_heads), max(1, entry["elems"] // head_pad))
+    grid = (num_tokens, cdiv(num_kv_heads, block_h))
     reshape_and_cache_kernel[grid](
         key, value, kv_cache, slot_mapping,
         num_kv_heads,
@@ -641,7 +642,7 @@ def paged_attention(
 
     config = _device_config(query.device)
     q_per_kv = num_q_heads // num_kv_heads
-    head_pad = triton.next_power_of_2(head_size)
+    head_pad = next_power_of_2(head_size)
     block_size = kv_cache.shape[2]
     # fp32 models: full fp32 products (no TF32) so results match the reference.
     dot_precision = "ieee" if query.dtype == torch.float32 else "tf32"
@@ -654,7 +655,7 @@ def paged_attention(
             and num_seqs * num_kv_heads <= split_entry["max_programs"]):
         visible = min(max_seq_len, window) if window else max_seq_len
         num_splits = max(1, min(split_entry["max_splits"],
-                                triton.cdiv(visible, split_entry["tokens_per_split"])))
+                                cdiv(visible, split_entry["tokens_per_split"])))
         partial_acc = torch.empty((num_seqs, num_q_heads, num_splits, head_pad),
                                   dtype=torch.float32, device=query.device)
         partial_max = torch.empty((num_seqs, num_q_heads, num_splits),
@@ -667,7 +668,7 @@ def paged_attention(
             query.stride(0), query.stride(1),
             *cache_strides, block_table.stride(0),
             Q_PER_KV=q_per_kv, HEAD_SIZE=head_size, HEAD_PAD=head_pad,
-            BLOCK_SIZE=block_size, BLOCK_M=max(16, triton.next_power_of_2(q_per_kv)),
+            BLOCK_SIZE=block_size, BLOCK_M=max(16, next_power_of_2(q_per_kv)),
             TILE_N=split_entry["tile_n"][head_pad], DOT_PRECISION=dot_precision,
             **_launch_options(config, split_entry),
         )
@@ -675,7 +676,7 @@ def paged_attention(
             out, partial_acc, partial_max, partial_sum, query_start_loc, sinks,
             num_splits, out.stride(0), out.stride(1),
             HEAD_SIZE=head_size, HEAD_PAD=head_pad,
-            SPLITS_PAD=triton.next_power_of_2(split_entry["max_splits"]),
+            SPLITS_PAD=next_power_of_2(split_entry["max_splits"]),
             **_launch_options(config, config["reduce"]),
         )
         return out
@@ -683,7 +684,7 @@ def paged_attention(
     entry = config["unified_decode"]
     if max_query_len * q_per_kv > entry["block_m"]:
         entry = config["unified_prefill"]
-    block_m = max(entry["block_m"], triton.next_power_of_2(q_per_kv))
+    block_m = max(entry["block_m"], next_power_of_2(q_per_kv))
     block_q = block_m // q_per_kv
     # Sequence i's first query block is query_start_loc[i] // block_q + i, so
     # T // block_q + B blocks cover every sequence (see the kernel docstring).

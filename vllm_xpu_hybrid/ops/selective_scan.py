@@ -60,6 +60,7 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYPES, check_vector
+from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter, where fewer, larger programs run faster).
@@ -350,7 +351,7 @@ def _block_d(limit: int, dim: int, ngroups: int, block_n: int) -> int:
     down for larger states so the state tile keeps its size, no larger than
     dim padded to a power of two and, with groups, dividing the channels per
     group (a program reads one group's B and C)."""
-    block = min(max(1, limit * 16 // max(block_n, 16)), triton.next_power_of_2(dim))
+    block = min(max(1, limit * 16 // max(block_n, 16)), next_power_of_2(dim))
     if ngroups > 1:
         per_group = dim // ngroups
         block = min(block, per_group & -per_group)
@@ -450,29 +451,29 @@ def selective_scan(
     chunk_offsets = torch.zeros(num_seqs + 1, dtype=torch.int32, device=dev)
     chunk_offsets[1:] = torch.cumsum(seq_chunks, dim=0, dtype=torch.int32)
     # The most chunks total_tokens can make over num_seqs sequences.
-    max_chunks = triton.cdiv(total_tokens + num_seqs * (chunk_size - 1), chunk_size)
+    max_chunks = cdiv(total_tokens + num_seqs * (chunk_size - 1), chunk_size)
     states = torch.empty(max(max_chunks, 1), dim, dstate, dtype=torch.float32, device=dev)
     dt_sums = torch.empty(max(max_chunks, 1), dim, dtype=torch.float32, device=dev)
     search_steps = max(num_seqs - 1, 0).bit_length()
     channels_per_group = dim // ngroups
-    block_n = triton.next_power_of_2(dstate)
+    block_n = next_power_of_2(dstate)
     bias_stride = dt_bias.stride(0) if dt_bias is not None else 0
     flags = dict(HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus)
 
     if max_chunks > 0:
         c = cfg["chunk_state"]
         block_d = _block_d(c["BLOCK_D"], dim, ngroups, block_n)
-        _chunk_state_kernel[(max_chunks, triton.cdiv(dim, block_d))](
+        _chunk_state_kernel[(max_chunks, cdiv(dim, block_d))](
             x, dt, A, B, dt_bias, query_start_loc, chunk_offsets, states, dt_sums,
             dim, dstate, num_seqs, search_steps, chunk_size, channels_per_group,
             *x.stride(), *dt.stride(), *A.stride(), *B.stride(), bias_stride,
-            **flags, BLOCK_T=min(c["BLOCK_T"], triton.next_power_of_2(chunk_size)),
+            **flags, BLOCK_T=min(c["BLOCK_T"], next_power_of_2(chunk_size)),
             BLOCK_D=block_d, BLOCK_N=block_n, num_warps=c["num_warps"], **options,
         )
 
     c = cfg["state_passing"]
     block_d = _block_d(c["BLOCK_D"], dim, 1, block_n)
-    _state_passing_kernel[(num_seqs, triton.cdiv(dim, block_d))](
+    _state_passing_kernel[(num_seqs, cdiv(dim, block_d))](
         states, dt_sums, A, chunk_offsets, ssm_states, state_indices, has_initial_state,
         dim, dstate, pad_slot_id, *A.stride(), *ssm_states.stride(),
         BLOCK_D=block_d, BLOCK_N=block_n, num_warps=c["num_warps"], **options,
@@ -482,7 +483,7 @@ def selective_scan(
         c = cfg["chunk_scan"]
         block_d = _block_d(c["BLOCK_D"], dim, ngroups, block_n)
         z_strides = z.stride() if z is not None else (0, 0)
-        _chunk_scan_kernel[(max_chunks, triton.cdiv(dim, block_d))](
+        _chunk_scan_kernel[(max_chunks, cdiv(dim, block_d))](
             x, dt, A, B, C, D, z, dt_bias, query_start_loc, chunk_offsets, states,
             ssm_states, state_indices, out,
             dim, dstate, num_seqs, search_steps, chunk_size, channels_per_group, pad_slot_id,

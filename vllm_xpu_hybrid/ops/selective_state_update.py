@@ -42,6 +42,7 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
+from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -239,10 +240,10 @@ def selective_state_update(
         return out
 
     cfg = LAUNCH_CONFIGS[x.device.type]
-    block_n = triton.next_power_of_2(dstate)
-    block_p = min(max(cfg["BLOCK_P"], cfg["STATE_TILE"] // block_n), triton.next_power_of_2(headdim))
+    block_n = next_power_of_2(dstate)
+    block_p = min(max(cfg["BLOCK_P"], cfg["STATE_TILE"] // block_n), next_power_of_2(headdim))
     z_strides = (z.stride(0), z.stride(1), z.stride(2)) if z is not None else (0, 0, 0)
-    _selective_state_update_kernel[(batch, nheads, triton.cdiv(headdim, block_p))](
+    _selective_state_update_kernel[(batch, nheads, cdiv(headdim, block_p))](
         ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out,
         headdim, dstate, nheads // ngroups, pad_slot_id, float(dt_limit[0]), float(dt_limit[1]),
         *ssm_states.stride(), *x.stride(), *dt_strides, *A_strides,

@@ -66,6 +66,7 @@ from vllm_xpu_hybrid.ops.checks import (
     check_checkpoints,
     check_vector,
 )
+from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -430,7 +431,7 @@ def _check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None
 def _block(limit: int, size: int) -> int:
     """Tile size: the configured limit, no larger than size padded to a power
     of two, and at least 16 (tl.dot)."""
-    return min(limit, max(16, triton.next_power_of_2(size)))
+    return min(limit, max(16, next_power_of_2(size)))
 
 
 def ssd_chunk_scan(
@@ -550,8 +551,8 @@ def ssd_chunk_scan(
 
     if num_chunks > 0:
         c = cfg["dt_cumsum"]
-        block_h = min(c["BLOCK_H"], triton.next_power_of_2(nheads))
-        _ssd_dt_cumsum_kernel[(num_chunks, triton.cdiv(nheads, block_h))](
+        block_h = min(c["BLOCK_H"], next_power_of_2(nheads))
+        _ssd_dt_cumsum_kernel[(num_chunks, cdiv(nheads, block_h))](
             dt, dt_bias, A, cu_chunk_seqlens, dt_out, dA_cum,
             nheads, num_chunks, float(dt_limit[0]), float(dt_limit[1]),
             dt.stride(0), dt.stride(1), dt_bias.stride(0) if dt_bias is not None else 0, A.stride(0),
@@ -570,7 +571,7 @@ def ssd_chunk_scan(
 
         c = cfg["chunk_state"]
         bp, bn, bk = _block(c["BLOCK_P"], headdim), _block(c["BLOCK_N"], dstate), min(c["BLOCK_K"], L)
-        _ssd_chunk_state_kernel[(num_chunks, nheads, triton.cdiv(headdim, bp) * triton.cdiv(dstate, bn))](
+        _ssd_chunk_state_kernel[(num_chunks, nheads, cdiv(headdim, bp) * cdiv(dstate, bn))](
             x, B, dt_out, dA_cum, cu_chunk_seqlens, states,
             nheads, headdim, dstate, num_chunks, heads_per_group,
             x.stride(0), x.stride(1), x.stride(2), B.stride(0), B.stride(1), B.stride(2),
@@ -580,8 +581,8 @@ def ssd_chunk_scan(
 
     c = cfg["state_passing"]
     state_size = headdim * dstate
-    block = min(c["BLOCK"], triton.next_power_of_2(state_size))
-    _ssd_state_passing_kernel[(num_seqs, nheads, triton.cdiv(state_size, block))](
+    block = min(c["BLOCK"], next_power_of_2(state_size))
+    _ssd_state_passing_kernel[(num_seqs, nheads, cdiv(state_size, block))](
         states, dA_cum, last_chunk_indices, ssm_states, state_indices, has_initial_state,
         checkpoint_chunk_indices, checkpoint_state_indices,
         nheads, dstate, state_size, max(num_chunks, 1), pad_slot_id,
@@ -595,7 +596,7 @@ def ssd_chunk_scan(
         bm, bp, bn = min(c["BLOCK_M"], L), _block(c["BLOCK_P"], headdim), _block(c["BLOCK_N"], dstate)
         bk = min(c["BLOCK_K"], bm)
         D_strides = (0, 0) if D is None else (D.stride(0), D.stride(1) if D.dim() == 2 else 0)
-        _ssd_chunk_scan_kernel[(num_chunks, nheads, (L // bm) * triton.cdiv(headdim, bp))](
+        _ssd_chunk_scan_kernel[(num_chunks, nheads, (L // bm) * cdiv(headdim, bp))](
             x, C, D, cb, dt_out, dA_cum, states, cu_chunk_seqlens, out,
             nheads, headdim, dstate, ngroups, num_chunks, heads_per_group,
             x.stride(0), x.stride(1), x.stride(2), C.stride(0), C.stride(1), C.stride(2),

@@ -108,9 +108,9 @@ class DeviceTimer:
     """Times eager calls on a CUDA or XPU device (see the module docstring).
 
     Repetitions: as many as fit in target_ms of device time, between
-    min_reps and max_reps, after warmup calls (at least two; the second
-    one timed on the host); host_calls calls for the host overhead. A call longer than
-    target_ms: see the module docstring.
+    min_reps and max_reps, after warmup calls (at least two; the second one
+    timed on the host); host_calls calls for the host overhead. A call
+    longer than target_ms: see the module docstring.
     """
 
     def __init__(self, device: str, target_ms: float = 50.0, min_reps: int = 10,

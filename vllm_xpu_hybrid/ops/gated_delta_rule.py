@@ -93,7 +93,7 @@ from vllm_xpu_hybrid.ops.checks import (
     SUPPORTED_DTYPES,
     check_vector,
 )
-from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
 
 CHUNK_SIZE = 64
 # Head sizes the kernels keep whole in registers (a state tile is [BV, K]).
@@ -705,8 +705,8 @@ def gated_delta_rule_prefill(
     dev = q.device
     dot_precision = "ieee"
     options = cfg["compile_options"]
-    bk = max(16, next_power_of_2(K))
-    bv_full = max(16, next_power_of_2(V))
+    bk = dot_block(K)
+    bv_full = dot_block(V)
     gcum = torch.empty(max(total, 1), HV, dtype=torch.float32, device=dev)
     w = torch.empty(max(total, 1), HV, K, dtype=q.dtype, device=dev)
     u = torch.empty(max(total, 1), HV, V, dtype=q.dtype, device=dev)
@@ -795,8 +795,8 @@ def gated_delta_rule_decode(
         return out
     scale = K**-0.5 if scale is None else scale
     c = cfg["recurrent"]
-    bk = max(16, next_power_of_2(K))
-    bv = min(c["BV"], max(16, next_power_of_2(V)))
+    bk = dot_block(K)
+    bv = min(c["BV"], dot_block(V))
     _gdr_recurrent_kernel[(batch, HV, cdiv(V, bv))](
         q, k, v, g, beta, states, state_indices, out,
         scale, K, V, HV // H, pad_slot_id,

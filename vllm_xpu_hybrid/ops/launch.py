@@ -19,3 +19,9 @@ def cdiv(a: int, b: int) -> int:
 def next_power_of_2(n: int) -> int:
     """The smallest power of two >= n for n >= 1; 0 for n = 0 (as Triton's)."""
     return 1 << (n - 1).bit_length() if n > 0 else 0
+
+
+def dot_block(size: int) -> int:
+    """A tile covering size elements along a tl.dot dimension: size padded to
+    a power of two, at least 16 (the smallest dot dimension)."""
+    return max(16, next_power_of_2(size))

@@ -56,7 +56,7 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYPES, check_vector
-from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
 
 # The widest key head dim a program holds in one [K, BLOCK_V] state tile.
 MAX_KEY_HEAD_DIM = 256
@@ -315,8 +315,8 @@ def lightning_attention_prefill(
     if num_seqs == 0 or nheads == 0:
         return out
 
-    block_k = max(16, next_power_of_2(key_dim))
-    block_v = min(c["BLOCK_V"], max(16, next_power_of_2(value_dim)))
+    block_k = dot_block(key_dim)
+    block_v = min(c["BLOCK_V"], dot_block(value_dim))
     _lightning_prefill_kernel[(num_seqs, nheads, cdiv(value_dim, block_v))](
         q, k, v, slopes, query_start_loc, states, state_indices, has_initial_state, out,
         key_dim, value_dim, pad_slot_id, slopes.stride(0),

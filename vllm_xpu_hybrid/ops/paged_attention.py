@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
-from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
 
 SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
 
@@ -668,7 +668,7 @@ def paged_attention(
             query.stride(0), query.stride(1),
             *cache_strides, block_table.stride(0),
             Q_PER_KV=q_per_kv, HEAD_SIZE=head_size, HEAD_PAD=head_pad,
-            BLOCK_SIZE=block_size, BLOCK_M=max(16, next_power_of_2(q_per_kv)),
+            BLOCK_SIZE=block_size, BLOCK_M=dot_block(q_per_kv),
             TILE_N=split_entry["tile_n"][head_pad], DOT_PRECISION=dot_precision,
             **_launch_options(config, split_entry),
         )

@@ -66,7 +66,7 @@ from vllm_xpu_hybrid.ops.checks import (
     check_checkpoints,
     check_vector,
 )
-from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -431,7 +431,7 @@ def _check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None
 def _block(limit: int, size: int) -> int:
     """Tile size: the configured limit, no larger than size padded to a power
     of two, and at least 16 (tl.dot)."""
-    return min(limit, max(16, next_power_of_2(size)))
+    return min(limit, dot_block(size))
 
 
 def ssd_chunk_scan(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vllm_xpu_hybrid.ops import causal_conv1d as conv_module
 from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops.causal_conv1d import causal_conv1d_update, causal_conv1d_varlen
 
@@ -59,7 +60,7 @@ def test_varlen_matches_reference(device, width, dtype, state_dtype, layout):
     gen = torch.Generator().manual_seed(width * 100 + len(layout))
     dim = 48
     # Shorter than, equal to and longer than the state (width - 1), one empty,
-    # and long enough to straddle the kernel's token tiles.
+    # and (on a GPU) long enough to straddle the kernel's token tiles.
     lens = [1, width - 1, 2, 0, 70, width + 1]
     x, qsl = _packed(gen, lens, dim, dtype, device)
     weight = torch.randn(dim, width, generator=gen).to(dtype).to(device)
@@ -100,6 +101,34 @@ def test_varlen_random_sweep(device, seed):
         qsl.cpu(), state_indices.cpu(), has_initial_state.cpu(), "silu",
     )
     out = causal_conv1d_varlen(x, weight, bias, states, qsl, state_indices, has_initial_state, "silu")
+    _assert_close(out, expected, torch.float32)
+    assert torch.equal(states.cpu(), expected_states)
+
+
+@pytest.mark.parametrize("width", [2, 3, 4])
+def test_varlen_tiles_smaller_than_the_problem(device, monkeypatch, width):
+    """Token tiles of 4 and channel tiles of 16 over 40 channels: tiles that
+    begin inside a sequence, sequences (and empty ones) that begin on a tile
+    boundary, several sequences in one tile, a partial last channel tile."""
+    monkeypatch.setitem(conv_module.LAUNCH_CONFIGS[device], "varlen",
+                        dict(conv_module.LAUNCH_CONFIGS[device]["varlen"], BLOCK_T=4, BLOCK_D=16))
+    gen = torch.Generator().manual_seed(20 + width)
+    dim = 40
+    lens = [3, 0, 5, 1, 0, 0, 8, 2, 1]
+    x, qsl = _packed(gen, lens, dim, torch.float32, device)
+    weight = torch.randn(dim, width, generator=gen).to(device)
+    bias = torch.randn(dim, generator=gen).to(device)
+    states = _conv_pool(gen, 10, dim, width - 1, torch.float32, "SD", device)
+    state_indices = torch.tensor([9, 0, 1, 2, 3, 4, 5, -1, 7], dtype=torch.int32, device=device)
+    has_initial_state = torch.tensor([True, True, False, True, True, False, True, True, True],
+                                     device=device)
+    expected_states = states.cpu().clone()
+    expected = ref.causal_conv1d_varlen_reference(
+        x.cpu(), weight.cpu(), bias.cpu(), expected_states, qsl.cpu(),
+        state_indices.cpu(), has_initial_state.cpu(), "silu",
+    )
+    out = causal_conv1d_varlen(x, weight, bias, states, qsl, state_indices, has_initial_state,
+                               "silu")
     _assert_close(out, expected, torch.float32)
     assert torch.equal(states.cpu(), expected_states)
 

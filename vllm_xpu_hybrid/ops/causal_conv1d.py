@@ -30,11 +30,14 @@ Layouts:
 
 Kernels:
 
-- ``_causal_conv1d_varlen_kernel``: prefill. A program owns a tile of
-  ``BLOCK_T`` packed tokens x ``BLOCK_D`` channels; tiles may straddle
-  sequences, so each token finds its sequence by a binary search over
-  ``query_start_loc`` (no host-side metadata, no device->host sync). Taps
-  before a sequence's first token come from its initial state.
+- ``_causal_conv1d_varlen_kernel``: prefill. A program owns ``BLOCK_T``
+  consecutive packed tokens x ``BLOCK_D`` channels and walks its tokens in
+  order, keeping the last ``width - 1`` inputs in registers, so each input
+  is loaded once. The tokens may straddle sequences: the program finds the
+  sequence of its first token by a binary search over ``query_start_loc``
+  (no host-side metadata, no device->host sync), then takes one sequence
+  segment at a time. Taps before a sequence's first token come from its
+  initial state.
 - ``_conv_state_store_kernel``: prefill, afterwards. A program owns one
   sequence x ``BLOCK_D`` channels and writes the last ``state_len`` inputs
   (from x, or shifted from the old state when the sequence is shorter); for
@@ -70,31 +73,31 @@ _ACTIVATIONS = (None, "silu", "swish")
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter, where fewer, larger programs run faster).
-#   varlen: the prefill conv tile (BLOCK_T tokens x BLOCK_D channels).
+#   varlen: BLOCK_T consecutive tokens x BLOCK_D channels per prefill program.
 #   state_store: BLOCK_D channels of one sequence's final state.
 #   update: BLOCK_D channels of one decode row.
 #   compile_options: extra backend options passed to every launch.
-# "cuda": no register spills on sm_90 (Triton 3.9, ptxas). "xpu": chosen from
-# the Intel compile gate (python -m vllm_xpu_hybrid.intel_compile, table in
-# docs/intel-compile.md): every entry builds for PVC at 128 GRF without
-# spills; never run on an Intel GPU: UNVERIFIED.
+# "cuda": varlen and update from sweeps on the H100 through the bench's cases
+# (Triton 3.6; four channels per thread did best throughout, docs/benchmarks.md).
+# "xpu": builds for PVC at 128 GRF without spills (the Intel compile gate,
+# python -m vllm_xpu_hybrid.intel_compile, table in docs/intel-compile.md);
+# never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
-        "varlen": {"BLOCK_T": 32, "BLOCK_D": 64, "num_warps": 4, "num_stages": 2},
+        "varlen": {"BLOCK_T": 32, "BLOCK_D": 256, "num_warps": 2, "num_stages": 1},
         "state_store": {"BLOCK_D": 128, "num_warps": 4, "num_stages": 1},
-        "update": {"BLOCK_D": 128, "num_warps": 4, "num_stages": 1},
+        "update": {"BLOCK_D": 256, "num_warps": 2, "num_stages": 1},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {
-        # 32 warps: at 16, the width-4 conv with bias and silu spills 384 B on PVC.
-        "varlen": {"BLOCK_T": 32, "BLOCK_D": 64, "num_warps": 32, "num_stages": 1},
+        "varlen": {"BLOCK_T": 32, "BLOCK_D": 256, "num_warps": 4, "num_stages": 1},
         "state_store": {"BLOCK_D": 128, "num_warps": 8, "num_stages": 1},
-        "update": {"BLOCK_D": 128, "num_warps": 8, "num_stages": 1},
+        "update": {"BLOCK_D": 256, "num_warps": 4, "num_stages": 1},
         "compile_options": {},
     },
     "cpu": {
-        "varlen": {"BLOCK_T": 64, "BLOCK_D": 128, "num_warps": 1, "num_stages": 1},
+        "varlen": {"BLOCK_T": 256, "BLOCK_D": 1024, "num_warps": 1, "num_stages": 1},
         "state_store": {"BLOCK_D": 256, "num_warps": 1, "num_stages": 1},
         "update": {"BLOCK_D": 256, "num_warps": 1, "num_stages": 1},
         "compile_options": {},
@@ -105,6 +108,48 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
 @triton.jit
 def _silu(y):
     return y * tl.sigmoid(y)
+
+
+@triton.jit
+def _sequence_of(qsl_ptr, tok, num_seqs, search_steps):
+    """Index of the sequence holding token tok: the largest b with
+    query_start_loc[b] <= tok (so empty sequences are skipped)."""
+    lo = tl.full([], 0, tl.int32)
+    hi = tl.full([], 0, tl.int32) + num_seqs
+    for _ in range(search_steps):
+        mid = (lo + hi) // 2
+        if tl.load(qsl_ptr + mid) <= tok:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@triton.jit
+def _initial_state(slot_ptr, has_init_ptr, seq, dim, pad_slot_id):
+    """Sequence seq's state page and the channel bound of its initial state:
+    dim when it has one, 0 (nothing read) otherwise."""
+    slot = tl.load(slot_ptr + seq).to(tl.int64)
+    use_state = (tl.load(has_init_ptr + seq) != 0) & (slot >= 0) & (slot != pad_slot_id)
+    return slot, tl.where(use_state, dim, 0)
+
+
+@triton.jit
+def _conv_input(x_ptr, states_ptr, src, seq_start, slot, state_limit, chan, dim,
+                stride_x_t, stride_x_d, stride_s_slot, stride_s_d, stride_s_k,
+                WIDTH: tl.constexpr):
+    """fp32 [BLOCK_D] conv input at token src of the sequence starting at
+    seq_start: x[src], or before the start the initial state's entry
+    (WIDTH - 1) + (src - seq_start), counted from its oldest, for channels
+    below state_limit (zero elsewhere)."""
+    if src >= seq_start:
+        v = tl.load(x_ptr + src.to(tl.int64) * stride_x_t + chan * stride_x_d,
+                    mask=chan < dim, other=0.0).to(tl.float32)
+    else:
+        v = tl.load(states_ptr + slot * stride_s_slot + chan * stride_s_d
+                    + ((WIDTH - 1) + (src - seq_start)) * stride_s_k,
+                    mask=chan < state_limit, other=0.0).to(tl.float32)
+    return v
 
 
 @triton.jit
@@ -121,52 +166,66 @@ def _causal_conv1d_varlen_kernel(
     BLOCK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    tok = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    tok0 = tl.program_id(0) * BLOCK_T
     chan = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    tok_ok = tok < total_tokens
     chan_ok = chan < dim
+    w_row = w_ptr + chan * stride_w_d
 
-    # Sequence of each token: the largest b with query_start_loc[b] <= tok.
-    lo = tl.zeros([BLOCK_T], dtype=tl.int32)
-    hi = tl.zeros([BLOCK_T], dtype=tl.int32) + num_seqs
-    for _ in range(search_steps):
-        mid = (lo + hi) // 2
-        go_right = tl.load(qsl_ptr + mid) <= tok
-        lo = tl.where(go_right, mid, lo)
-        hi = tl.where(go_right, hi, mid)
-    seq_start = tl.load(qsl_ptr + lo)
-    slot = tl.load(slot_ptr + lo).to(tl.int64)
-    use_state = (tl.load(has_init_ptr + lo) != 0) & (slot >= 0) & (slot != pad_slot_id)
-
-    acc = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+    # Weights of the current token and of the 1, 2, 3 tokens before it.
+    w_cur = tl.load(w_row + (WIDTH - 1) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
+    w_prev1 = tl.load(w_row + (WIDTH - 2) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
+    w_prev2 = tl.zeros([BLOCK_D], dtype=tl.float32)
+    w_prev3 = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if WIDTH >= 3:
+        w_prev2 = tl.load(w_row + (WIDTH - 3) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
+    if WIDTH >= 4:
+        w_prev3 = tl.load(w_row + (WIDTH - 4) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_BIAS:
-        acc += tl.load(bias_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)[None, :]
-    for k in tl.static_range(WIDTH):
-        w = tl.load(w_ptr + chan * stride_w_d + k * stride_w_k, mask=chan_ok, other=0.0)
-        src = tok - (WIDTH - 1) + k
-        in_seq = src >= seq_start
-        x_mask = (tok_ok & in_seq)[:, None] & chan_ok[None, :]
-        v = tl.load(
-            x_ptr + src.to(tl.int64)[:, None] * stride_x_t + chan[None, :] * stride_x_d,
-            mask=x_mask, other=0.0,
-        ).to(tl.float32)
-        # Tap before the sequence start: position (WIDTH - 1) + (src - seq_start)
-        # of the initial state, counted from its oldest entry.
-        s_pos = (WIDTH - 1) + (src - seq_start)
-        s_mask = (tok_ok & ~in_seq & use_state)[:, None] & chan_ok[None, :]
-        v += tl.load(
-            states_ptr + slot[:, None] * stride_s_slot + chan[None, :] * stride_s_d
-            + s_pos[:, None] * stride_s_k,
-            mask=s_mask, other=0.0,
-        ).to(tl.float32)
-        acc += v * w.to(tl.float32)[None, :]
-    if SILU:
-        acc = _silu(acc)
-    tl.store(
-        out_ptr + tok.to(tl.int64)[:, None] * stride_o_t + chan[None, :] * stride_o_d,
-        acc.to(out_ptr.dtype.element_ty),
-        mask=tok_ok[:, None] & chan_ok[None, :],
-    )
+        bias = tl.load(bias_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)
+
+    # The tile's tokens, one sequence segment at a time (a tile may begin
+    # inside a sequence and hold several; empty ones give empty segments).
+    # Within a segment the inputs 1, 2, 3 tokens back slide along with the
+    # token; at its start they come from x or the initial state.
+    tok = tok0
+    tile_end = tl.minimum(tok0 + BLOCK_T, total_tokens)
+    seq = _sequence_of(qsl_ptr, tok0, num_seqs, search_steps)
+    while tok < tile_end:
+        seq_start = tl.load(qsl_ptr + seq)
+        segment_end = tl.minimum(tl.load(qsl_ptr + seq + 1), tile_end)
+        slot, state_limit = _initial_state(slot_ptr, has_init_ptr, seq, dim, pad_slot_id)
+        prev1 = _conv_input(x_ptr, states_ptr, tok - 1, seq_start, slot, state_limit, chan, dim,
+                            stride_x_t, stride_x_d, stride_s_slot, stride_s_d, stride_s_k, WIDTH)
+        prev2 = tl.zeros([BLOCK_D], dtype=tl.float32)
+        prev3 = tl.zeros([BLOCK_D], dtype=tl.float32)
+        if WIDTH >= 3:
+            prev2 = _conv_input(x_ptr, states_ptr, tok - 2, seq_start, slot, state_limit, chan,
+                                dim, stride_x_t, stride_x_d, stride_s_slot, stride_s_d,
+                                stride_s_k, WIDTH)
+        if WIDTH >= 4:
+            prev3 = _conv_input(x_ptr, states_ptr, tok - 3, seq_start, slot, state_limit, chan,
+                                dim, stride_x_t, stride_x_d, stride_s_slot, stride_s_d,
+                                stride_s_k, WIDTH)
+        x_row = x_ptr + tok.to(tl.int64) * stride_x_t + chan * stride_x_d
+        out_row = out_ptr + tok.to(tl.int64) * stride_o_t + chan * stride_o_d
+        for _ in range(tok, segment_end):
+            cur = tl.load(x_row, mask=chan_ok, other=0.0).to(tl.float32)
+            acc = bias + cur * w_cur + prev1 * w_prev1
+            if WIDTH >= 3:
+                acc += prev2 * w_prev2
+            if WIDTH >= 4:
+                acc += prev3 * w_prev3
+            if SILU:
+                acc = _silu(acc)
+            tl.store(out_row, acc.to(out_ptr.dtype.element_ty), mask=chan_ok)
+            prev3 = prev2
+            prev2 = prev1
+            prev1 = cur
+            x_row += stride_x_t
+            out_row += stride_o_t
+        tok = segment_end
+        seq += 1
 
 
 @triton.jit
@@ -226,8 +285,7 @@ def _causal_conv1d_update_kernel(
     stride_w_d, stride_w_k,
     stride_s_slot, stride_s_d, stride_s_k,
     stride_o_b, stride_o_d,
-    STATE_LEN: tl.constexpr,
-    STATE_POW2: tl.constexpr,
+    WIDTH: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     SILU: tl.constexpr,
     BLOCK_D: tl.constexpr,
@@ -236,40 +294,29 @@ def _causal_conv1d_update_kernel(
     chan = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     chan_ok = chan < dim
     slot = tl.load(slot_ptr + row).to(tl.int64)
-    valid = (slot >= 0) & (slot != pad_slot_id)
-    pos = tl.arange(0, STATE_POW2)
-    pos_ok = pos < STATE_LEN
-    tile_ok = pos_ok[:, None] & chan_ok[None, :]
-    page = states_ptr + slot * stride_s_slot + chan[None, :] * stride_s_d
+    # A padding row neither reads nor writes its page: no channel is below 0.
+    page_ok = chan < tl.where((slot >= 0) & (slot != pad_slot_id), dim, 0)
+    page = states_ptr + slot * stride_s_slot + chan * stride_s_d
+    w_row = w_ptr + chan * stride_w_d
 
-    # Scalar conditions guard whole loads (also sidesteps the interpreter's
-    # mishandling of block & scalar-bool masks).
-    state = tl.zeros([STATE_POW2, BLOCK_D], dtype=tl.float32)
-    if valid:
-        state = tl.load(page + pos[:, None] * stride_s_k, mask=tile_ok, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + row * stride_x_b + chan * stride_x_d, mask=chan_ok, other=0.0)
-    w_state = tl.load(
-        w_ptr + chan[None, :] * stride_w_d + pos[:, None] * stride_w_k,
-        mask=tile_ok, other=0.0,
-    )
-    w_new = tl.load(w_ptr + chan * stride_w_d + STATE_LEN * stride_w_k, mask=chan_ok, other=0.0)
-    acc = tl.sum(state * w_state.to(tl.float32), axis=0)
-    acc += x.to(tl.float32) * w_new.to(tl.float32)
+    acc = x.to(tl.float32) * tl.load(w_row + (WIDTH - 1) * stride_w_k, mask=chan_ok,
+                                     other=0.0).to(tl.float32)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)
+    # Each state entry is read once and written one place older; x becomes
+    # the newest.
+    for k in tl.static_range(WIDTH - 1):
+        entry = tl.load(page + k * stride_s_k, mask=page_ok, other=0.0)
+        acc += entry.to(tl.float32) * tl.load(w_row + k * stride_w_k, mask=chan_ok,
+                                              other=0.0).to(tl.float32)
+        if k > 0:
+            tl.store(page + (k - 1) * stride_s_k, entry, mask=page_ok)
+    tl.store(page + (WIDTH - 2) * stride_s_k, x.to(states_ptr.dtype.element_ty), mask=page_ok)
     if SILU:
         acc = _silu(acc)
-    tl.store(out_ptr + row * stride_o_b + chan * stride_o_d, acc.to(out_ptr.dtype.element_ty), mask=chan_ok)
-
-    if valid:
-        # Shift left by one and append x: new[pos] = old[pos + 1], new[-1] = x.
-        shifted = tl.load(
-            page + (pos + 1)[:, None] * stride_s_k,
-            mask=(pos + 1 < STATE_LEN)[:, None] & chan_ok[None, :], other=0.0,
-        )
-        new_state = tl.where((pos == STATE_LEN - 1)[:, None], x[None, :].to(shifted.dtype), shifted)
-        tl.store(page + pos[:, None] * stride_s_k, new_state.to(states_ptr.dtype.element_ty), mask=tile_ok)
-
+    tl.store(out_ptr + row * stride_o_b + chan * stride_o_d, acc.to(out_ptr.dtype.element_ty),
+             mask=chan_ok)
 
 
 def _check_common(
@@ -434,8 +481,7 @@ def causal_conv1d_update(
         weight.stride(0), weight.stride(1),
         conv_states.stride(0), conv_states.stride(1), conv_states.stride(2),
         out.stride(0), out.stride(1),
-        STATE_LEN=width - 1, STATE_POW2=next_power_of_2(width - 1),
-        HAS_BIAS=bias is not None, SILU=activation is not None,
+        WIDTH=width, HAS_BIAS=bias is not None, SILU=activation is not None,
         BLOCK_D=block_d, **update_cfg, **cfg["compile_options"],
     )
     return out

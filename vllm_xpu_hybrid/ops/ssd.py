@@ -81,8 +81,9 @@ from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
 #     BLOCK_K over source tokens.
 #   compile_options: extra backend options passed to every launch.
 # "cuda": chunk_cb, chunk_state, state_passing and chunk_scan from sweeps on
-# an H100 (Triton 3.6) at Mamba2-2.7B's shapes, 16k tokens
-# (docs/benchmarks.md). "xpu": large GRF
+# an H100 (Triton 3.6) at Mamba2-2.7B's shapes, 16k tokens; chunk_scan
+# again through the bench's cases (with D and initial states) at Mamba2-2.7B
+# and Nemotron-Nano shapes (docs/benchmarks.md). "xpu": large GRF
 # mode for the dot tiles, num_stages=1 (Intel's pipeliner has crashed on a
 # chunked-scan kernel); checked by the Intel compile gate (python -m
 # vllm_xpu_hybrid.intel_compile, docs/intel-compile.md) at Mamba-2 shapes
@@ -95,7 +96,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "chunk_cb": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 4, "num_stages": 2},
         "chunk_state": {"BLOCK_P": 64, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 4, "num_stages": 3},
         "state_passing": {"BLOCK": 2048, "num_warps": 4},
-        "chunk_scan": {"BLOCK_M": 128, "BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 3},
+        "chunk_scan": {"BLOCK_M": 64, "BLOCK_P": 64, "BLOCK_N": 32, "BLOCK_K": 32, "num_warps": 4, "num_stages": 3},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.
@@ -332,11 +333,7 @@ def _ssd_chunk_scan_kernel(
         chunk_vals = (head * num_chunks + chunk).to(tl.int64) * CHUNK
         dA_rows = tl.load(dA_cum_ptr + chunk_vals + rows)
         x_base = x_ptr + start.to(tl.int64) * stride_x_t + head * stride_x_h
-        x_rows = tl.load(
-            x_base + rows[:, None] * stride_x_t + p[None, :] * stride_x_p,
-            mask=row_ok[:, None] & p_ok[None, :], other=0.0,
-        )
-        dot_dtype = x_rows.dtype
+        dot_dtype = x_ptr.dtype.element_ty
 
         # Inter-chunk: exp(dA_cum[t]) * C[t] @ state_start^T.
         C_base = C_ptr + start.to(tl.int64) * stride_C_t + group * stride_C_g
@@ -375,6 +372,12 @@ def _ssd_chunk_scan_kernel(
             acc += tl.dot(weights.to(dot_dtype), xs, input_precision=DOT_PRECISION)
 
         if HAS_D:
+            # Loaded here rather than kept from the start: a [BLOCK_M, BLOCK_P]
+            # tile live across both loops costs registers.
+            x_rows = tl.load(
+                x_base + rows[:, None] * stride_x_t + p[None, :] * stride_x_p,
+                mask=row_ok[:, None] & p_ok[None, :], other=0.0,
+            )
             D = tl.load(D_ptr + head * stride_D_h + p * stride_D_p, mask=p_ok, other=0.0)
             acc += x_rows.to(tl.float32) * D.to(tl.float32)[None, :]
         out = out_ptr + start.to(tl.int64) * stride_o_t + head * stride_o_h

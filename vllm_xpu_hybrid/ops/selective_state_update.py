@@ -46,19 +46,34 @@ from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
-# interpreter). A program holds a [BLOCK_P, dstate] state tile: BLOCK_P
-# headdim rows, at least the configured BLOCK_P, more for small states until
-# the tile holds STATE_TILE elements (Mamba-1's dstate 16 would otherwise
-# give 1 KiB programs), clipped to headdim.
-# Both GPU entries compile without register spills at dstate 128 (sm_90 with
-# Triton 3.9; PVC with triton-xpu 3.3 + ocloc at 128 GRF) and at 128 rows of
-# dstate 16 with a per-state A (Mamba-1); "xpu" has never run on an Intel
-# GPU: UNVERIFIED.
+# interpreter), one entry per layout of A, whose best tiles differ:
+#   "per_head_A": Mamba-2 (A [nheads], dstate 128 at the models' shapes);
+#   "per_state_A": Mamba-1 (A [nheads, headdim, dstate]: one head of headdim
+#   d_inner, dstate 16).
+# A program holds a [BLOCK_P, dstate] state tile: BLOCK_P headdim rows, at
+# least the configured BLOCK_P, more for small states until the tile holds
+# STATE_TILE elements, clipped to headdim.
+# "cuda": from sweeps on the H100 through the bench's cases (Triton 3.6).
+# "xpu" compiles without register spills on PVC (triton-xpu 3.3 + ocloc at
+# 128 GRF) at dstate 128 and at 128 rows of dstate 16 with a per-state A;
+# never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict] = {
-    "cuda": {"BLOCK_P": 16, "STATE_TILE": 2048, "num_warps": 4, "compile_options": {}},
+    "cuda": {
+        "per_head_A": {"BLOCK_P": 8, "STATE_TILE": 1024, "num_warps": 1},
+        "per_state_A": {"BLOCK_P": 4, "STATE_TILE": 1024, "num_warps": 4},
+        "compile_options": {},
+    },
     # UNVERIFIED: no Intel GPU has run these.
-    "xpu": {"BLOCK_P": 16, "STATE_TILE": 2048, "num_warps": 8, "compile_options": {}},
-    "cpu": {"BLOCK_P": 128, "STATE_TILE": 16384, "num_warps": 1, "compile_options": {}},
+    "xpu": {
+        "per_head_A": {"BLOCK_P": 16, "STATE_TILE": 2048, "num_warps": 8},
+        "per_state_A": {"BLOCK_P": 16, "STATE_TILE": 2048, "num_warps": 8},
+        "compile_options": {},
+    },
+    "cpu": {
+        "per_head_A": {"BLOCK_P": 128, "STATE_TILE": 16384, "num_warps": 1},
+        "per_state_A": {"BLOCK_P": 128, "STATE_TILE": 16384, "num_warps": 1},
+        "compile_options": {},
+    },
 }
 
 
@@ -240,8 +255,10 @@ def selective_state_update(
         return out
 
     cfg = LAUNCH_CONFIGS[x.device.type]
+    layout_cfg = cfg["per_state_A" if a_per_state else "per_head_A"]
     block_n = next_power_of_2(dstate)
-    block_p = min(max(cfg["BLOCK_P"], cfg["STATE_TILE"] // block_n), next_power_of_2(headdim))
+    block_p = min(max(layout_cfg["BLOCK_P"], layout_cfg["STATE_TILE"] // block_n),
+                  next_power_of_2(headdim))
     z_strides = (z.stride(0), z.stride(1), z.stride(2)) if z is not None else (0, 0, 0)
     _selective_state_update_kernel[(batch, nheads, cdiv(headdim, block_p))](
         ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out,
@@ -251,6 +268,6 @@ def selective_state_update(
         A_PER_STATE=a_per_state, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus,
         BLOCK_P=block_p, BLOCK_N=block_n,
-        num_warps=cfg["num_warps"], **cfg["compile_options"],
+        num_warps=layout_cfg["num_warps"], **cfg["compile_options"],
     )
     return out

@@ -68,8 +68,9 @@ MAX_KEY_HEAD_DIM = 256
 #     one tile: q @ S and q @ k^T reduce over it).
 #   decode: BLOCK_V value columns of the state per program.
 #   compile_options: extra backend options for that kernel.
-# "cuda": compiled and checked on an H100 (tests/ops, docs/benchmarks.md),
-# not swept. "xpu" follows Intel's
+# "cuda": compiled and checked on an H100 (tests/ops, docs/benchmarks.md);
+# decode from a sweep through the bench's cases (BLOCK_V 8-64, 1-8 warps),
+# prefill not swept. "xpu" follows Intel's
 # guidance (more warps, large GRF mode for dot tiles, num_stages=1); the Intel
 # compile gate (triton-xpu 3.3 + ocloc, key dim 128, bf16) builds both for
 # PVC and DG2: decode without spills; prefill with XMX dots on PVC but
@@ -81,7 +82,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
         "prefill": {"CHUNK": 64, "BLOCK_V": 64, "num_warps": 8, "num_stages": 2,
                     "compile_options": {}},
-        "decode": {"BLOCK_V": 32, "num_warps": 4, "compile_options": {}},
+        "decode": {"BLOCK_V": 64, "num_warps": 4, "compile_options": {}},
     },
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {

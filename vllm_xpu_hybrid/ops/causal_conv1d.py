@@ -86,7 +86,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
         "varlen": {"BLOCK_T": 32, "BLOCK_D": 256, "num_warps": 2, "num_stages": 1},
         "state_store": {"BLOCK_D": 128, "num_warps": 4, "num_stages": 1},
-        "update": {"BLOCK_D": 256, "num_warps": 2, "num_stages": 1},
+        "update": {"BLOCK_D": 128, "num_warps": 1, "num_stages": 1},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.
@@ -108,6 +108,40 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
 @triton.jit
 def _silu(y):
     return y * tl.sigmoid(y)
+
+
+@triton.jit
+def _conv_weights(w_ptr, bias_ptr, chan, chan_ok, stride_w_d, stride_w_k,
+                  WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """fp32 [BLOCK_D] weights of the current input and of the inputs 1, 2, 3
+    tokens back (zero beyond the width), and the bias (zero without one)."""
+    w_row = w_ptr + chan * stride_w_d
+    w_cur = tl.load(w_row + (WIDTH - 1) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
+    w_prev1 = tl.load(w_row + (WIDTH - 2) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
+    w_prev2 = tl.zeros_like(w_cur)
+    w_prev3 = tl.zeros_like(w_cur)
+    if WIDTH >= 3:
+        w_prev2 = tl.load(w_row + (WIDTH - 3) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
+    if WIDTH >= 4:
+        w_prev3 = tl.load(w_row + (WIDTH - 4) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
+    bias = tl.zeros_like(w_cur)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)
+    return w_cur, w_prev1, w_prev2, w_prev3, bias
+
+
+@triton.jit
+def _conv_output(cur, prev1, prev2, prev3, w_cur, w_prev1, w_prev2, w_prev3, bias,
+                 WIDTH: tl.constexpr, SILU: tl.constexpr):
+    """fp32 conv output from the current input and those 1, 2, 3 tokens back."""
+    acc = bias + cur * w_cur + prev1 * w_prev1
+    if WIDTH >= 3:
+        acc += prev2 * w_prev2
+    if WIDTH >= 4:
+        acc += prev3 * w_prev3
+    if SILU:
+        acc = _silu(acc)
+    return acc
 
 
 @triton.jit
@@ -169,20 +203,8 @@ def _causal_conv1d_varlen_kernel(
     tok0 = tl.program_id(0) * BLOCK_T
     chan = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     chan_ok = chan < dim
-    w_row = w_ptr + chan * stride_w_d
-
-    # Weights of the current token and of the 1, 2, 3 tokens before it.
-    w_cur = tl.load(w_row + (WIDTH - 1) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
-    w_prev1 = tl.load(w_row + (WIDTH - 2) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
-    w_prev2 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    w_prev3 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if WIDTH >= 3:
-        w_prev2 = tl.load(w_row + (WIDTH - 3) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
-    if WIDTH >= 4:
-        w_prev3 = tl.load(w_row + (WIDTH - 4) * stride_w_k, mask=chan_ok, other=0.0).to(tl.float32)
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)
+    w_cur, w_prev1, w_prev2, w_prev3, bias = _conv_weights(
+        w_ptr, bias_ptr, chan, chan_ok, stride_w_d, stride_w_k, WIDTH, HAS_BIAS)
 
     # The tile's tokens, one sequence segment at a time (a tile may begin
     # inside a sequence and hold several; empty ones give empty segments).
@@ -211,13 +233,8 @@ def _causal_conv1d_varlen_kernel(
         out_row = out_ptr + tok.to(tl.int64) * stride_o_t + chan * stride_o_d
         for _ in range(tok, segment_end):
             cur = tl.load(x_row, mask=chan_ok, other=0.0).to(tl.float32)
-            acc = bias + cur * w_cur + prev1 * w_prev1
-            if WIDTH >= 3:
-                acc += prev2 * w_prev2
-            if WIDTH >= 4:
-                acc += prev3 * w_prev3
-            if SILU:
-                acc = _silu(acc)
+            acc = _conv_output(cur, prev1, prev2, prev3, w_cur, w_prev1, w_prev2, w_prev3, bias,
+                               WIDTH, SILU)
             tl.store(out_row, acc.to(out_ptr.dtype.element_ty), mask=chan_ok)
             prev3 = prev2
             prev2 = prev1
@@ -297,24 +314,27 @@ def _causal_conv1d_update_kernel(
     # A padding row neither reads nor writes its page: no channel is below 0.
     page_ok = chan < tl.where((slot >= 0) & (slot != pad_slot_id), dim, 0)
     page = states_ptr + slot * stride_s_slot + chan * stride_s_d
-    w_row = w_ptr + chan * stride_w_d
+    w_cur, w_prev1, w_prev2, w_prev3, bias = _conv_weights(
+        w_ptr, bias_ptr, chan, chan_ok, stride_w_d, stride_w_k, WIDTH, HAS_BIAS)
 
+    # The page holds the inputs 1, 2, 3 tokens back at entries WIDTH - 2,
+    # WIDTH - 3, WIDTH - 4 (oldest first). All loads come before the stores
+    # that shift them one entry older and append x.
     x = tl.load(x_ptr + row * stride_x_b + chan * stride_x_d, mask=chan_ok, other=0.0)
-    acc = x.to(tl.float32) * tl.load(w_row + (WIDTH - 1) * stride_w_k, mask=chan_ok,
-                                     other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)
-    # Each state entry is read once and written one place older; x becomes
-    # the newest.
-    for k in tl.static_range(WIDTH - 1):
-        entry = tl.load(page + k * stride_s_k, mask=page_ok, other=0.0)
-        acc += entry.to(tl.float32) * tl.load(w_row + k * stride_w_k, mask=chan_ok,
-                                              other=0.0).to(tl.float32)
-        if k > 0:
-            tl.store(page + (k - 1) * stride_s_k, entry, mask=page_ok)
+    prev1 = tl.load(page + (WIDTH - 2) * stride_s_k, mask=page_ok, other=0.0)
+    prev2 = tl.zeros_like(prev1)
+    prev3 = tl.zeros_like(prev1)
+    if WIDTH >= 3:
+        prev2 = tl.load(page + (WIDTH - 3) * stride_s_k, mask=page_ok, other=0.0)
+    if WIDTH >= 4:
+        prev3 = tl.load(page + (WIDTH - 4) * stride_s_k, mask=page_ok, other=0.0)
     tl.store(page + (WIDTH - 2) * stride_s_k, x.to(states_ptr.dtype.element_ty), mask=page_ok)
-    if SILU:
-        acc = _silu(acc)
+    if WIDTH >= 3:
+        tl.store(page + (WIDTH - 3) * stride_s_k, prev1, mask=page_ok)
+    if WIDTH >= 4:
+        tl.store(page + (WIDTH - 4) * stride_s_k, prev2, mask=page_ok)
+    acc = _conv_output(x.to(tl.float32), prev1.to(tl.float32), prev2.to(tl.float32),
+                       prev3.to(tl.float32), w_cur, w_prev1, w_prev2, w_prev3, bias, WIDTH, SILU)
     tl.store(out_ptr + row * stride_o_b + chan * stride_o_d, acc.to(out_ptr.dtype.element_ty),
              mask=chan_ok)
 

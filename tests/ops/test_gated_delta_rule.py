@@ -100,7 +100,7 @@ def test_prefill_varlen_matches_reference(device, H, HV, K, V, dtype, state_dtyp
     _check_varlen_prefill(device, H, HV, K, V, dtype, state_dtype)
 
 
-@pytest.mark.parametrize("form", ["ieee", "elementwise"])
+@pytest.mark.parametrize("form", ["ieee", "tf32x3", "elementwise"])
 def test_prefill_inverse_product_forms(device, monkeypatch, form):
     """Both forms of the inverse's fp32 block products (one is configured
     per device kind) give fp32 results, whatever this device's choice."""

@@ -31,12 +31,13 @@ so with ``T = (I + A)^-1``, ``W = T (beta exp(G) k)`` and ``U = T (beta v)``
     S_end = exp(G[L-1]) S0 + sum_j exp(G[L-1] - G[j]) u[j] (outer) k[j]
 
 Chunks are 64 tokens (``CHUNK_SIZE``); a sequence's chunks start at its
-first token. The inverse ``T`` is built from 16 x 16 blocks: each diagonal
-block by forward substitution (16 row steps on row vectors), the blocks
-below it by block forward substitution (``T[i, j] = -T[i, i] sum_{j <= m <
-i} A[i, m] T[m, j]``, fp32 16 x 16 products, see ``_mm``); forward
-substitution stays accurate where A's powers grow large (strongly
-correlated keys), unlike series or doubling products.
+first token. The inverse ``T`` is built from 16 x 16 blocks: the four
+diagonal blocks by forward substitution, all four in one [4, 16, 16] tensor
+(16 row steps on row vectors), the blocks below them by block forward
+substitution (``T[i, j] = -T[i, i] sum_{j <= m < i} A[i, m] T[m, j]``, 16 x
+16 products in fp32 or tf32x3, see ``_mm``); forward substitution stays
+accurate where A's powers grow large (strongly correlated keys), unlike
+series or doubling products.
 
 Kernels, in stream order:
 
@@ -47,11 +48,14 @@ Kernels, in stream order:
    ``U``, one 64 x 64 product each.
 3. ``_gdr_state_pass_kernel`` (sequences x value heads x V tiles): walks a
    sequence's chunks in order from its initial state (``states
-   [state_indices[b]]`` when ``has_initial_state[b]``, else zeros): stores
-   each chunk's start state, turns ``U`` into ``u = U - W S0^T`` in place,
-   advances the state; writes the final state back to the same page.
+   [state_indices[b]]`` when ``has_initial_state[b]``, else zeros), holding
+   the state transposed (``S^T``, so both products take their operands as
+   loaded): stores each chunk's start state, turns ``U`` into ``u = U - W
+   S0^T`` in place, advances the state; writes the final state back to the
+   same page.
 4. ``_gdr_chunk_output_kernel`` (chunks x value heads x V tiles, parallel):
-   the output formula above.
+   the output formula above, its two key-dimension products in steps of BK
+   columns.
 
 Decode: ``_gdr_recurrent_kernel`` applies the recurrence to one token per
 row, reading and writing the row's page in place.
@@ -73,7 +77,7 @@ zero state (vLLM 0.32 pads decode rows with ``NULL_BLOCK_ID = 0``, so its
 layers pass ``pad_slot_id=0``).
 
 Precision: gates, decays, the inverse, the states carried between chunks and
-all accumulation are fp32. Dot operands are in the input dtype (tensor cores
+all accumulation are fp32 (the inverse's block products tf32x3 on CUDA). Dot operands are in the input dtype (tensor cores
 for fp16/bf16); fp32 inputs use ``input_precision="ieee"``. ``T``, ``W``,
 ``U`` and the chunk start states are kept in the input dtype between
 kernels.
@@ -96,49 +100,52 @@ from vllm_xpu_hybrid.ops.checks import (
 from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
 
 CHUNK_SIZE = 64
-# Head sizes the kernels keep whole in registers (a state tile is [BV, K]).
+# Head sizes the kernels keep whole in registers (a state tile is [K, BV]).
 MAX_HEAD_DIM = 256
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter, where fewer, larger programs run faster).
 #   inverse: one chunk of one value head; inverse_products: how its 16 x 16
-#     fp32 block products are computed ("ieee" dot, or "elementwise" where
-#     an fp32 ieee dot does not compile), see _mm.
+#     fp32 block products are computed ("ieee" or "tf32x3" dot, or
+#     "elementwise" where neither compiles), see _mm.
 #   wy: one chunk of one value head, all K and V columns.
 #   state_pass: BV value rows of one value head's state, for one sequence.
-#   output: BV value columns of one chunk of one value head.
+#   output: BV value columns of one chunk of one value head, BK key columns
+#     per step.
 #   recurrent: BV value rows of one decode row's state.
 #   gating: BT tokens x BH heads.
 #   compile_options: extra backend options passed to every launch.
-# "cuda": from sweeps on an H100 (state_pass) and an H200 (inverse, wy),
-# Triton 3.6, at Qwen3-Next's shapes (K = V = 128, bf16, 16k tokens;
-# docs/benchmarks.md). output keeps 8 warps: with 4 (7 % faster in the
-# sweep) the bf16 decode-after-prefill test (V = 16) failed on an H200, and
-# one run hit an illegal memory access; not traced.
+# "cuda": from sweeps through the bench's cases on an H100 (inverse,
+# state_pass, output; fourth pass in docs/benchmarks.md) and an H200 (wy),
+# Triton 3.6, at Qwen3-Next's shapes (K = V = 128, bf16, 4k and 16k tokens).
+# tf32x3 block products are 1.6x faster than ieee ones in the inverse and
+# pass the fp32 tests. output keeps 8 warps: with 4 it gave wrong bf16
+# outputs at the bench's shapes on an H100 (relative errors 3-5, while the
+# small-shape tests passed) and earlier failed a bf16 test on an H200, in
+# both the current and the previous form of the kernel; not traced.
 # "xpu" follows Intel's guidance (more warps, large GRF mode, num_stages=1:
 # Intel's pipeliner has crashed on a chunked-scan kernel); the inverse's
 # block products are elementwise (no fp32 dpas on PVC). For PVC at the same
 # shapes (triton-xpu 3.3 + ocloc, 256 GRF) every kernel builds, with XMX
-# dots, but the prefill kernels spill: inverse about 25 KB, wy about 44 KB,
-# state_pass about 35 KB, output about 7 KB (8, 16 and 32 warps tried for
-# inverse and wy); recurrent and gating do not. Never run on an Intel GPU:
-# UNVERIFIED.
+# dots, but the prefill kernels spill (docs/intel-compile.md): the inverse
+# least with 32 warps (about 20 KB; 89 KB with 16, 26 KB with 8); recurrent
+# and gating do not. Never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
-        "inverse": {"num_warps": 2, "num_stages": 1, "inverse_products": "ieee"},
+        "inverse": {"num_warps": 1, "num_stages": 1, "inverse_products": "tf32x3"},
         "wy": {"num_warps": 8, "num_stages": 2},
-        "state_pass": {"BV": 64, "num_warps": 4, "num_stages": 3},
-        "output": {"BV": 128, "num_warps": 8, "num_stages": 2},
+        "state_pass": {"BV": 32, "num_warps": 4, "num_stages": 3},
+        "output": {"BV": 128, "BK": 64, "num_warps": 8, "num_stages": 3},
         "recurrent": {"BV": 16, "num_warps": 4, "num_stages": 1},
         "gating": {"BT": 64, "BH": 32, "num_warps": 4},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {
-        "inverse": {"num_warps": 16, "num_stages": 1, "inverse_products": "elementwise"},
+        "inverse": {"num_warps": 32, "num_stages": 1, "inverse_products": "elementwise"},
         "wy": {"num_warps": 16, "num_stages": 1},
         "state_pass": {"BV": 16, "num_warps": 16, "num_stages": 1},
-        "output": {"BV": 32, "num_warps": 16, "num_stages": 1},
+        "output": {"BV": 32, "BK": 64, "num_warps": 16, "num_stages": 1},
         "recurrent": {"BV": 16, "num_warps": 8, "num_stages": 1},
         "gating": {"BT": 64, "BH": 32, "num_warps": 8},
         "compile_options": {"grf_mode": "large"},
@@ -147,7 +154,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "inverse": {"num_warps": 1, "num_stages": 1, "inverse_products": "ieee"},
         "wy": {"num_warps": 1, "num_stages": 1},
         "state_pass": {"BV": 256, "num_warps": 1, "num_stages": 1},
-        "output": {"BV": 256, "num_warps": 1, "num_stages": 1},
+        "output": {"BV": 256, "BK": 256, "num_warps": 1, "num_stages": 1},
         "recurrent": {"BV": 256, "num_warps": 1, "num_stages": 1},
         "gating": {"BT": 256, "BH": 64, "num_warps": 1},
         "compile_options": {},
@@ -222,30 +229,50 @@ def _decayed_kkt(k_i, k_j, scale_i, scale_j, G_i, G_j, DIAGONAL: tl.constexpr,
 
 @triton.jit
 def _mm(a, b, FORM: tl.constexpr):
-    """fp32 product of 16 x 16 blocks (the inverse's block products) in full
-    fp32: an "ieee" tl.dot, or with FORM == "elementwise" a broadcast
-    product summed over its last axis, for backends where an fp32 "ieee" dot
-    does not compile (PVC: no fp32 dpas). Not summed over the middle axis:
-    Triton's combine pass turns sum(a[:, :, None] * b[None, :, :], 1) into a
-    tl.dot, which Triton 3.6 runs as tf32 on NVIDIA (4e-3 errors in these
-    products on an H100, 2e-3 in the fp32 outputs)."""
+    """fp32 product of 16 x 16 blocks (the inverse's block products): a
+    tl.dot with input precision FORM ("ieee", or "tf32x3": three tf32
+    tensor-core products, near fp32; the fp32 tests pass with it on an
+    H100), or with FORM ==
+    "elementwise" a broadcast product summed over its last axis, for
+    backends where neither compiles (PVC: no fp32 dpas). Not summed over the
+    middle axis: Triton's combine pass turns sum(a[:, :, None] * b[None, :,
+    :], 1) into a tl.dot, which Triton 3.6 runs as plain tf32 on NVIDIA
+    (4e-3 errors in these products on an H100, 2e-3 in the fp32 outputs)."""
     if FORM == "elementwise":
         return tl.sum(a[:, None, :] * tl.trans(b)[None, :, :], axis=2)
     else:
-        return tl.dot(a, b, input_precision="ieee")
+        return tl.dot(a, b, input_precision=FORM)
+
+
+@triton.jit
+def _stack_blocks(a0, a1, a2, a3):
+    """Four 16 x 16 blocks as one [4, 16, 16] tensor (block index first)."""
+    pairs = tl.join(tl.join(a0, a1), tl.join(a2, a3))  # [16, 16, 2, 2]: [..., i, j] = a_{2i+j}
+    return tl.reshape(tl.permute(pairs, (2, 3, 0, 1)), (4, 16, 16))
+
+
+@triton.jit
+def _unstack_blocks(x):
+    """The inverse of _stack_blocks: [4, 16, 16] -> four 16 x 16 blocks."""
+    pairs = tl.permute(tl.reshape(x, (2, 2, 16, 16)), (2, 3, 0, 1))
+    lo, hi = tl.split(pairs)
+    a0, a1 = tl.split(lo)
+    a2, a3 = tl.split(hi)
+    return a0, a1, a2, a3
 
 
 @triton.jit
 def _unit_lower_inverse_16(a):
-    """(I + a)^-1 for a strictly lower-triangular 16 x 16 fp32 block, by
-    forward substitution, one row per step: row i = e_i - sum_{c < i}
-    a[i, c] row c (row i of the running inverse is still e_i then)."""
-    r = tl.arange(0, 16)
-    inv = tl.where(r[:, None] == r[None, :], 1.0, 0.0)
+    """(I + a)^-1 for four strictly lower-triangular 16 x 16 fp32 blocks at
+    once (a: [4, 16, 16]), by forward substitution, one row of every block
+    per step: row i = e_i - sum_{c < i} a[i, c] row c (row i of the running
+    inverse is still e_i then)."""
+    r = tl.arange(0, 16)[None, :, None]
+    inv = tl.where(r == tl.arange(0, 16)[None, None, :], 1.0, 0.0) + tl.zeros([4, 16, 16], tl.float32)
     for i in tl.static_range(1, 16):
-        a_row = tl.sum(tl.where(r[:, None] == i, a, 0.0), axis=0)
-        update = tl.sum(a_row[:, None] * inv, axis=0)
-        inv -= tl.where(r[:, None] == i, update[None, :], 0.0)
+        a_row = tl.sum(tl.where(r == i, a, 0.0), axis=1)
+        update = tl.sum(a_row[:, :, None] * inv, axis=1)
+        inv -= tl.where(r == i, update[:, None, :], 0.0)
     return inv
 
 
@@ -302,10 +329,12 @@ def _gdr_chunk_inverse_kernel(
     kn3 = _inv_norms(k3, QK_L2NORM, 16)
 
     # T = (I + A)^-1, block by block.
-    T00 = _unit_lower_inverse_16(_decayed_kkt(k0, k0, b0 * kn0, kn0, G0, G0, True, DOT_PRECISION))
-    T11 = _unit_lower_inverse_16(_decayed_kkt(k1, k1, b1 * kn1, kn1, G1, G1, True, DOT_PRECISION))
-    T22 = _unit_lower_inverse_16(_decayed_kkt(k2, k2, b2 * kn2, kn2, G2, G2, True, DOT_PRECISION))
-    T33 = _unit_lower_inverse_16(_decayed_kkt(k3, k3, b3 * kn3, kn3, G3, G3, True, DOT_PRECISION))
+    T00, T11, T22, T33 = _unstack_blocks(_unit_lower_inverse_16(_stack_blocks(
+        _decayed_kkt(k0, k0, b0 * kn0, kn0, G0, G0, True, DOT_PRECISION),
+        _decayed_kkt(k1, k1, b1 * kn1, kn1, G1, G1, True, DOT_PRECISION),
+        _decayed_kkt(k2, k2, b2 * kn2, kn2, G2, G2, True, DOT_PRECISION),
+        _decayed_kkt(k3, k3, b3 * kn3, kn3, G3, G3, True, DOT_PRECISION),
+    )))
     A10 = _decayed_kkt(k1, k0, b1 * kn1, kn0, G1, G0, False, DOT_PRECISION)
     A20 = _decayed_kkt(k2, k0, b2 * kn2, kn0, G2, G0, False, DOT_PRECISION)
     A21 = _decayed_kkt(k2, k1, b2 * kn2, kn1, G2, G1, False, DOT_PRECISION)
@@ -317,8 +346,7 @@ def _gdr_chunk_inverse_kernel(
     T20 = -_mm(T22, _mm(A20, T00, MM_FORM) + _mm(A21, T10, MM_FORM), MM_FORM)
     T32 = -_mm(T33, _mm(A32, T22, MM_FORM), MM_FORM)
     T31 = -_mm(T33, _mm(A31, T11, MM_FORM) + _mm(A32, T21, MM_FORM), MM_FORM)
-    T30 = -_mm(T33, _mm(A30, T00, MM_FORM) + _mm(A31, T10, MM_FORM) + _mm(A32, T20, MM_FORM),
-               MM_FORM)
+    T30 = -_mm(T33, _mm(A30, T00, MM_FORM) + _mm(A31, T10, MM_FORM) + _mm(A32, T20, MM_FORM), MM_FORM)
     # T rows in the input dtype, [16, 64] per row block; blocks above the
     # diagonal are not stored (the W/U kernel masks them).
     t_base = t_ptr + start.to(tl.int64) * stride_t_t + hv * stride_t_h
@@ -397,15 +425,17 @@ def _gdr_state_pass_kernel(
     vr_ok = vr < V
     kc = tl.arange(0, BK)
     kc_ok = kc < K
-    tile_ok = vr_ok[:, None] & kc_ok[None, :]
+    # The state is held transposed, [BK, BV] (S^T, read and written through
+    # swapped strides), so both products take it and k^T as loaded.
+    tile_ok = kc_ok[:, None] & vr_ok[None, :]
     dot_dtype = k_ptr.dtype.element_ty
 
     slot = tl.load(slot_ptr + seq).to(tl.int64)
     valid = (slot >= 0) & (slot != pad_slot_id)
     has_init = tl.load(has_init_ptr + seq) != 0
     page = (states_ptr + slot * stride_s_slot + hv * stride_s_h
-            + vr[:, None] * stride_s_v + kc[None, :] * stride_s_k)
-    state = tl.zeros([BV, BK], dtype=tl.float32)
+            + vr[None, :] * stride_s_v + kc[:, None] * stride_s_k)
+    state = tl.zeros([BK, BV], dtype=tl.float32)
     if valid & has_init:
         state = tl.load(page, mask=tile_ok, other=0.0).to(tl.float32)
 
@@ -415,7 +445,7 @@ def _gdr_state_pass_kernel(
     end_chunk = tl.load(chunk_off_ptr + seq + 1)
     t = tl.arange(0, 64)
     chunk_state = (chunk_states_ptr + first_chunk.to(tl.int64) * stride_cs_c + hv * stride_cs_h
-                   + vr[:, None] * stride_cs_v + kc[None, :])
+                   + vr[None, :] * stride_cs_v + kc[:, None])
     for chunk in range(first_chunk, end_chunk):
         start = seq_start + (chunk - first_chunk) * 64
         n = tl.minimum(seq_end - start, 64)
@@ -430,17 +460,19 @@ def _gdr_state_pass_kernel(
         u_mask = t_ok[:, None] & vr_ok[None, :]
         u = tl.load(u_rows, mask=u_mask, other=0.0).to(tl.float32)
         # u = U - W S0^T, written over U for the output kernel.
-        u -= tl.dot(w, tl.trans(state.to(dot_dtype)), input_precision=DOT_PRECISION)
+        u -= tl.dot(w, state.to(dot_dtype), input_precision=DOT_PRECISION)
         u = u.to(dot_dtype)
         tl.store(u_rows, u, mask=u_mask)
         G = tl.load(gcum_ptr + (start + t).to(tl.int64) * stride_gcum_t + hv, mask=t_ok, other=0.0)
         G_last = tl.load(gcum_ptr + (start + n - 1).to(tl.int64) * stride_gcum_t + hv)
-        k = _load_rows(k_ptr + start.to(tl.int64) * stride_k_t + h * stride_k_h,
-                       0, n, stride_k_t, kc, kc_ok, 64)
+        k_t = tl.load(
+            k_ptr + (start + t).to(tl.int64)[None, :] * stride_k_t + h * stride_k_h + kc[:, None],
+            mask=kc_ok[:, None] & t_ok[None, :], other=0.0,
+        )
         # Decay to the chunk end and the key's 1 / |k| scale each row of u.
-        row_scale = tl.where(t_ok, tl.exp(G_last - G) * _inv_norms(k, QK_L2NORM, 64), 0.0)
+        row_scale = tl.where(t_ok, tl.exp(G_last - G) * _inv_norms(tl.trans(k_t), QK_L2NORM, 64), 0.0)
         u_decayed = (u.to(tl.float32) * row_scale[:, None]).to(dot_dtype)
-        state = state * tl.exp(G_last) + tl.dot(tl.trans(u_decayed), k, input_precision=DOT_PRECISION)
+        state = state * tl.exp(G_last) + tl.dot(k_t, u_decayed, input_precision=DOT_PRECISION)
     if valid:
         tl.store(page, state.to(states_ptr.dtype.element_ty), mask=tile_ok)
 
@@ -461,30 +493,46 @@ def _gdr_chunk_output_kernel(
     h = hv // heads_per_k
     vc = tl.program_id(2) * BV + tl.arange(0, BV)
     vc_ok = vc < V
-    kc = tl.arange(0, BK)
-    kc_ok = kc < K
     dot_dtype = q_ptr.dtype.element_ty
     start, n = _chunk_span(cu_ptr, chunk_ptr, chunk)
     t = tl.arange(0, 64)
     t_ok = t < n
 
-    # Raw q and k in the input dtype; scale and L2 norms as row/column scales.
-    q = _load_rows(q_ptr + start.to(tl.int64) * stride_q_t + h * stride_q_h, 0, n, stride_q_t, kc, kc_ok, 64)
-    k = _load_rows(k_ptr + start.to(tl.int64) * stride_k_t + h * stride_k_h, 0, n, stride_k_t, kc, kc_ok, 64)
-    q_scale = _inv_norms(q, QK_L2NORM, 64) * scale
-    k_scale = _inv_norms(k, QK_L2NORM, 64)
+    # Both products over the key dimension in BK-wide steps, from raw q and
+    # k in the input dtype; the L2 norms and scale enter afterwards as
+    # row/column scales, from sums of squares gathered on the way.
+    q_base = q_ptr + start.to(tl.int64) * stride_q_t + h * stride_q_h
+    k_base = k_ptr + start.to(tl.int64) * stride_k_t + h * stride_k_h
+    state_rows = (chunk_states_ptr + chunk.to(tl.int64) * stride_cs_c + hv * stride_cs_h
+                  + vc[:, None] * stride_cs_v)
+    inter = tl.zeros([64, BV], dtype=tl.float32)
+    qk = tl.zeros([64, 64], dtype=tl.float32)
+    q_sq = tl.zeros([64], dtype=tl.float32)
+    k_sq = tl.zeros([64], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kc = k0 + tl.arange(0, BK)
+        kc_ok = kc < K
+        q = _load_rows(q_base, 0, n, stride_q_t, kc, kc_ok, 64)
+        k = _load_rows(k_base, 0, n, stride_k_t, kc, kc_ok, 64)
+        if QK_L2NORM:
+            q_sq += tl.sum(q.to(tl.float32) * q.to(tl.float32), axis=1)
+            k_sq += tl.sum(k.to(tl.float32) * k.to(tl.float32), axis=1)
+        state = tl.load(state_rows + kc[None, :], mask=vc_ok[:, None] & kc_ok[None, :], other=0.0)
+        inter = tl.dot(q, tl.trans(state), inter, input_precision=DOT_PRECISION)
+        qk = tl.dot(q, tl.trans(k), qk, input_precision=DOT_PRECISION)
+    if QK_L2NORM:
+        q_scale = scale / tl.sqrt(q_sq + 1e-6)
+        k_scale = 1.0 / tl.sqrt(k_sq + 1e-6)
+    else:
+        q_scale = tl.full((64,), 1.0, tl.float32) * scale
+        k_scale = tl.full((64,), 1.0, tl.float32)
     G = tl.load(gcum_ptr + (start + t).to(tl.int64) * stride_gcum_t + hv, mask=t_ok, other=0.0)
-    state = tl.load(
-        chunk_states_ptr + chunk.to(tl.int64) * stride_cs_c + hv * stride_cs_h
-        + vc[:, None] * stride_cs_v + kc[None, :],
-        mask=vc_ok[:, None] & kc_ok[None, :], other=0.0,
-    )
     # Inter-chunk: exp(G[i]) S0 q[i].
-    acc = tl.dot(q, tl.trans(state), input_precision=DOT_PRECISION) * (q_scale * tl.exp(G))[:, None]
+    acc = inter * (q_scale * tl.exp(G))[:, None]
     # Intra-chunk: causal, decayed (q . k) weights on u. Rows past n are
     # masked too: their G (0) minus a valid one could overflow exp.
     causal = (t[:, None] >= t[None, :]) & t_ok[:, None]
-    qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * q_scale[:, None] * k_scale[None, :]
+    qk = qk * q_scale[:, None] * k_scale[None, :]
     weights = tl.where(causal, qk * tl.exp(tl.where(causal, G[:, None] - G[None, :], 0.0)), 0.0)
     u = tl.load(
         u_ptr + (start + t).to(tl.int64)[:, None] * stride_u_t + hv * stride_u_h + vc[None, :],
@@ -751,13 +799,14 @@ def gated_delta_rule_prefill(
     if num_chunks > 0:
         c = cfg["output"]
         bv = min(c["BV"], bv_full)
+        bk_step = min(c["BK"], bk)
         _gdr_chunk_output_kernel[(num_chunks, HV, cdiv(V, bv))](
             q, k, u, gcum, chunk_states, cu_seqlens, chunk_indices, out,
             scale, K, V, heads_per_k,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), u.stride(0), u.stride(1), gcum.stride(0),
             chunk_states.stride(0), chunk_states.stride(1), chunk_states.stride(2),
             out.stride(0), out.stride(1),
-            QK_L2NORM=qk_l2norm, BK=bk, BV=bv, DOT_PRECISION=dot_precision,
+            QK_L2NORM=qk_l2norm, BK=bk_step, BV=bv, DOT_PRECISION=dot_precision,
             num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
         )
     return out

@@ -12,7 +12,7 @@ from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops import ssd as ssd_module
 from vllm_xpu_hybrid.ops.causal_conv1d import causal_conv1d_update, causal_conv1d_varlen
 from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
-from vllm_xpu_hybrid.ops.ssd import ssd_chunk_metadata, ssd_chunk_scan
+from vllm_xpu_hybrid.ops.ssd import MAX_GRID_CHUNKS, ssd_chunk_metadata, ssd_chunk_scan
 
 TOLERANCES = {
     torch.float32: {"atol": 2e-4, "rtol": 2e-4},
@@ -388,3 +388,18 @@ def test_bad_arguments(device):
                        r"of shape \(1,\)"):
         ssd_chunk_scan(x, dt, A, B, C, checkpoint_chunk_indices=last,
                        checkpoint_state_indices=last.repeat(2), **good)
+
+
+def test_too_many_chunks_is_refused(device):
+    """More chunks than a launch grid dimension holds: a message naming the
+    fix, before any kernel runs."""
+    gen = torch.Generator().manual_seed(0)
+    tokens = MAX_GRID_CHUNKS + 1
+    x, dt, A, B, C, _ = _inputs(gen, tokens, 2, 16, 1, 16, torch.float32, device)
+    cu = torch.arange(tokens + 1, dtype=torch.int32, device=device)
+    last = torch.tensor([tokens - 1], dtype=torch.int32, device=device)
+    with pytest.raises(ValueError, match="65536 chunks in one call; at most 65535 .*max_num_batched_tokens"):
+        ssd_chunk_scan(x, dt, A, B, C, chunk_size=16, cu_chunk_seqlens=cu, last_chunk_indices=last,
+                       ssm_states=torch.zeros(1, 2, 16, 16, device=device),
+                       state_indices=torch.zeros(1, dtype=torch.int32, device=device),
+                       has_initial_state=torch.tensor([False], device=device), out=torch.empty_like(x))

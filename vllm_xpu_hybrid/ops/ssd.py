@@ -90,6 +90,10 @@ from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
 # (64/80 headdim, 1 and 8 groups, state 128, chunk 128/256): no spill on PVC
 # and every dot becomes dpas. Never run on an Intel GPU: UNVERIFIED. DG2
 # (Arc) gets no dpas from that backend and spills 33-48 KB in the dot kernels.
+# The chunk scan launches chunks along the second grid dimension (at most
+# 65535 on CUDA).
+MAX_GRID_CHUNKS = 65535
+
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
         "dt_cumsum": {"BLOCK_H": 16, "num_warps": 4},
@@ -318,12 +322,14 @@ def _ssd_chunk_scan_kernel(
     BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    chunk = tl.program_id(0)
-    head = tl.program_id(1)
+    # The tiles of one (chunk, head) are adjacent in launch order, so they
+    # share its start state and source rows through the cache.
+    chunk = tl.program_id(1)
+    head = tl.program_id(2)
     group = head // heads_per_group
     n_p_blocks = tl.cdiv(headdim, BLOCK_P)
-    row_block = tl.program_id(2) // n_p_blocks
-    p = (tl.program_id(2) % n_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
+    row_block = tl.program_id(0) // n_p_blocks
+    p = (tl.program_id(0) % n_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
     p_ok = p < headdim
     start = tl.load(cu_chunk_ptr + chunk)
     length = tl.load(cu_chunk_ptr + chunk + 1) - start
@@ -536,6 +542,11 @@ def ssd_chunk_scan(
             f"ssm_states: expected [num_slots, nheads={nheads}, headdim={headdim}, "
             f"dstate={dstate}], got shape {tuple(ssm_states.shape)}"
         )
+    if num_chunks > MAX_GRID_CHUNKS:
+        raise ValueError(
+            f"cu_chunk_seqlens: {num_chunks} chunks in one call; at most {MAX_GRID_CHUNKS} "
+            f"(a launch grid dimension): lower max_num_batched_tokens or raise chunk_size"
+        )
     if num_seqs == 0:
         return
 
@@ -599,7 +610,7 @@ def ssd_chunk_scan(
         bm, bp, bn = min(c["BLOCK_M"], L), _block(c["BLOCK_P"], headdim), _block(c["BLOCK_N"], dstate)
         bk = min(c["BLOCK_K"], bm)
         D_strides = (0, 0) if D is None else (D.stride(0), D.stride(1) if D.dim() == 2 else 0)
-        _ssd_chunk_scan_kernel[(num_chunks, nheads, (L // bm) * cdiv(headdim, bp))](
+        _ssd_chunk_scan_kernel[((L // bm) * cdiv(headdim, bp), num_chunks, nheads)](
             x, C, D, cb, dt_out, dA_cum, states, cu_chunk_seqlens, out,
             nheads, headdim, dstate, ngroups, num_chunks, heads_per_group,
             x.stride(0), x.stride(1), x.stride(2), C.stride(0), C.stride(1), C.stride(2),

@@ -102,8 +102,8 @@ def test_prefill_varlen_matches_reference(device, H, HV, K, V, dtype, state_dtyp
 
 @pytest.mark.parametrize("form", ["ieee", "tf32x3", "elementwise"])
 def test_prefill_inverse_product_forms(device, monkeypatch, form):
-    """Both forms of the inverse's fp32 block products (one is configured
-    per device kind) give fp32 results, whatever this device's choice."""
+    """Each form of the inverse's fp32 block products (one is configured
+    per device kind) gives fp32 results, whatever this device's choice."""
     entry = dict(gdr_module.LAUNCH_CONFIGS[device]["inverse"], inverse_products=form)
     monkeypatch.setitem(gdr_module.LAUNCH_CONFIGS[device], "inverse", entry)
     _check_varlen_prefill(device, 1, 2, 32, 16, torch.float32, torch.float32)

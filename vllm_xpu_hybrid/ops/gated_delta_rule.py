@@ -77,10 +77,10 @@ zero state (vLLM 0.32 pads decode rows with ``NULL_BLOCK_ID = 0``, so its
 layers pass ``pad_slot_id=0``).
 
 Precision: gates, decays, the inverse, the states carried between chunks and
-all accumulation are fp32 (the inverse's block products tf32x3 on CUDA). Dot operands are in the input dtype (tensor cores
-for fp16/bf16); fp32 inputs use ``input_precision="ieee"``. ``T``, ``W``,
-``U`` and the chunk start states are kept in the input dtype between
-kernels.
+all accumulation are fp32 (the inverse's block products tf32x3 on CUDA).
+Dot operands are in the input dtype (tensor cores for fp16/bf16); fp32
+inputs use ``input_precision="ieee"``. ``T``, ``W``, ``U`` and the chunk
+start states are kept in the input dtype between kernels.
 States are stored in the state tensor's dtype (fp32, or the model dtype).
 This module imports only torch and triton.
 """
@@ -232,12 +232,12 @@ def _mm(a, b, FORM: tl.constexpr):
     """fp32 product of 16 x 16 blocks (the inverse's block products): a
     tl.dot with input precision FORM ("ieee", or "tf32x3": three tf32
     tensor-core products, near fp32; the fp32 tests pass with it on an
-    H100), or with FORM ==
-    "elementwise" a broadcast product summed over its last axis, for
-    backends where neither compiles (PVC: no fp32 dpas). Not summed over the
-    middle axis: Triton's combine pass turns sum(a[:, :, None] * b[None, :,
-    :], 1) into a tl.dot, which Triton 3.6 runs as plain tf32 on NVIDIA
-    (4e-3 errors in these products on an H100, 2e-3 in the fp32 outputs)."""
+    H100), or with FORM == "elementwise" a broadcast product summed over its
+    last axis, for backends where neither compiles (PVC: no fp32 dpas). Not
+    summed over the middle axis: Triton's combine pass turns sum(a[:, :,
+    None] * b[None, :, :], 1) into a tl.dot, which Triton 3.6 runs as plain
+    tf32 on NVIDIA (4e-3 errors in these products on an H100, 2e-3 in the
+    fp32 outputs)."""
     if FORM == "elementwise":
         return tl.sum(a[:, None, :] * tl.trans(b)[None, :, :], axis=2)
     else:

@@ -85,9 +85,9 @@ from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
 # again through the bench's cases (with D and initial states) at Mamba2-2.7B
 # and Nemotron-Nano shapes (docs/benchmarks.md); its headdim tile covers up
 # to 128, so Nemotron-Nano's 80 is one tile, not two (13 % faster at 16k,
-# same for headdim 64). "xpu": large GRF
-# mode for the dot tiles, num_stages=1 (Intel's pipeliner has crashed on a
-# chunked-scan kernel); checked by the Intel compile gate (python -m
+# same for headdim 64). "xpu": large GRF mode for the dot tiles,
+# num_stages=1 (Intel's pipeliner has crashed on a chunked-scan kernel);
+# checked by the Intel compile gate (python -m
 # vllm_xpu_hybrid.intel_compile, docs/intel-compile.md) at Mamba-2 shapes
 # (64/80 headdim, 1 and 8 groups, state 128, chunk 128/256): no spill on PVC
 # and every dot becomes dpas. Never run on an Intel GPU: UNVERIFIED. DG2
@@ -547,7 +547,7 @@ def ssd_chunk_scan(
     if num_chunks > MAX_GRID_CHUNKS:
         raise ValueError(
             f"cu_chunk_seqlens: {num_chunks} chunks in one call; at most {MAX_GRID_CHUNKS} "
-            f"(a launch grid dimension): lower max_num_batched_tokens or raise chunk_size"
+            f"(a launch grid dimension): lower vLLM's max_num_batched_tokens"
         )
     if num_seqs == 0:
         return

@@ -163,13 +163,25 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
 
 
 @triton.jit
+def _sum_squares(x):
+    """Per row of x: the sum of its squares, in fp32."""
+    xf = x.to(tl.float32)
+    return tl.sum(xf * xf, axis=1)
+
+
+@triton.jit
+def _inv_norm(sum_squares):
+    """1 / sqrt(sum of squares + eps): the L2 normalisation factor."""
+    return 1.0 / tl.sqrt(sum_squares + 1e-6)
+
+
+@triton.jit
 def _inv_norms(x, NORMALIZE: tl.constexpr, ROWS: tl.constexpr):
-    """Per row of x: 1 / sqrt(sum of squares + eps) when NORMALIZE, else 1
+    """Per row of x: its L2 normalisation factor when NORMALIZE, else 1
     (fp32). The kernels fold these factors into row and column scales of
     their products instead of keeping normalised fp32 copies of q and k."""
     if NORMALIZE:
-        xf = x.to(tl.float32)
-        return 1.0 / tl.sqrt(tl.sum(xf * xf, axis=1) + 1e-6)
+        return _inv_norm(_sum_squares(x))
     else:
         return tl.full((ROWS,), 1.0, tl.float32)
 
@@ -515,14 +527,14 @@ def _gdr_chunk_output_kernel(
         q = _load_rows(q_base, 0, n, stride_q_t, kc, kc_ok, 64)
         k = _load_rows(k_base, 0, n, stride_k_t, kc, kc_ok, 64)
         if QK_L2NORM:
-            q_sq += tl.sum(q.to(tl.float32) * q.to(tl.float32), axis=1)
-            k_sq += tl.sum(k.to(tl.float32) * k.to(tl.float32), axis=1)
+            q_sq += _sum_squares(q)
+            k_sq += _sum_squares(k)
         state = tl.load(state_rows + kc[None, :], mask=vc_ok[:, None] & kc_ok[None, :], other=0.0)
         inter = tl.dot(q, tl.trans(state), inter, input_precision=DOT_PRECISION)
         qk = tl.dot(q, tl.trans(k), qk, input_precision=DOT_PRECISION)
     if QK_L2NORM:
-        q_scale = scale / tl.sqrt(q_sq + 1e-6)
-        k_scale = 1.0 / tl.sqrt(k_sq + 1e-6)
+        q_scale = _inv_norm(q_sq) * scale
+        k_scale = _inv_norm(k_sq)
     else:
         q_scale = tl.full((64,), 1.0, tl.float32) * scale
         k_scale = tl.full((64,), 1.0, tl.float32)

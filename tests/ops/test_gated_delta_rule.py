@@ -21,6 +21,7 @@ from vllm_xpu_hybrid.ops.gated_delta_rule import (
     gated_delta_rule_prefill,
     gdn_gating,
 )
+from vllm_xpu_hybrid.ops.launch import MAX_GRID_YZ
 
 TOLERANCES = {
     torch.float32: {"atol": 1e-4, "rtol": 1e-4},
@@ -254,6 +255,18 @@ def test_decode_padding_rows_compute_from_zero_state(device):
     torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[torch.float32])
     torch.testing.assert_close(states.cpu(), expected_states, **TOLERANCES[torch.float32])
     assert torch.equal(states[[0, 1]], initial[[0, 1]])
+
+
+def test_decode_too_many_rows_is_refused(device):
+    """More decode rows than the launch grid's batch dimension holds: a
+    message naming the fix, before any kernel runs."""
+    gen = torch.Generator().manual_seed(0)
+    rows = MAX_GRID_YZ + 1
+    q, k, v, g, beta = _inputs(gen, rows, 1, 1, 16, 16, torch.float32, device)
+    idx = torch.zeros(rows, dtype=torch.int32, device=device)
+    with pytest.raises(ValueError, match="q: 65536 decode rows in one call; at most 65535 .*max_num_seqs"):
+        gated_delta_rule_decode(q, k, v, g, beta, states=_state_pool(gen, 1, 1, 16, 16, torch.float32, device),
+                                state_indices=idx)
 
 
 def test_gdn_gating_matches_reference(device):

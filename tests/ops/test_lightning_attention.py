@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vllm_xpu_hybrid.ops import reference as ref
+from vllm_xpu_hybrid.ops.launch import MAX_GRID_YZ
 from vllm_xpu_hybrid.ops.lightning_attention import (
     lightning_attention_decode,
     lightning_attention_prefill,
@@ -236,4 +237,16 @@ def test_bad_arguments_name_the_fix(device):
     wide = torch.zeros(1, 1, 512, device=device)
     with pytest.raises(ValueError, match=r"key head dim 512 unsupported; accepted: up to 256"):
         lightning_attention_decode(wide, wide, wide, slopes[:1], torch.zeros(1, 1, 512, 512, device=device),
+                                   idx)
+
+
+def test_decode_too_many_rows_is_refused(device):
+    """More decode rows than the launch grid's batch dimension holds: a
+    message naming the fix, before any kernel runs."""
+    gen = torch.Generator().manual_seed(0)
+    rows = MAX_GRID_YZ + 1
+    q, k, v = _qkv(gen, rows, 1, 16, 16, torch.float32, device)
+    idx = torch.zeros(rows, dtype=torch.int32, device=device)
+    with pytest.raises(ValueError, match="q: 65536 decode rows in one call; at most 65535 .*max_num_seqs"):
+        lightning_attention_decode(q, k, v, _slopes(1, device), _state_pool(gen, 1, 1, 16, 16, torch.float32, device),
                                    idx)

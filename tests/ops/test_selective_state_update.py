@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vllm_xpu_hybrid.ops import reference as ref
+from vllm_xpu_hybrid.ops.launch import MAX_GRID_YZ
 from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
 
 TOLERANCES = {
@@ -197,3 +198,14 @@ def test_bad_arguments(device):
                                torch.zeros(2, 2, dtype=torch.int32, device=device)[:, 0])
     with pytest.raises(ValueError, match="x: dtype"):
         selective_state_update(states, x.to(torch.int64), dt, A, B, C, idx)
+
+
+def test_too_many_rows_is_refused(device):
+    """More decode rows than the launch grid's batch dimension holds: a
+    message naming the fix, before any kernel runs."""
+    gen = torch.Generator().manual_seed(0)
+    rows = MAX_GRID_YZ + 1
+    x, dt, A, B, C, D, dt_bias, z = _inputs(gen, rows, 1, 1, 1, 1, torch.float32, device)
+    idx = torch.zeros(rows, dtype=torch.int32, device=device)
+    with pytest.raises(ValueError, match="x: 65536 decode rows in one call; at most 65535 .*max_num_seqs"):
+        selective_state_update(torch.zeros(1, 1, 1, 1, device=device), x, dt, A, B, C, idx)

@@ -11,8 +11,9 @@ import torch
 from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops import ssd as ssd_module
 from vllm_xpu_hybrid.ops.causal_conv1d import causal_conv1d_update, causal_conv1d_varlen
+from vllm_xpu_hybrid.ops.launch import MAX_GRID_YZ
 from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
-from vllm_xpu_hybrid.ops.ssd import MAX_GRID_CHUNKS, ssd_chunk_metadata, ssd_chunk_scan
+from vllm_xpu_hybrid.ops.ssd import ssd_chunk_metadata, ssd_chunk_scan
 
 TOLERANCES = {
     torch.float32: {"atol": 2e-4, "rtol": 2e-4},
@@ -394,7 +395,7 @@ def test_too_many_chunks_is_refused(device):
     """More chunks than a launch grid dimension holds: a message naming the
     fix, before any kernel runs."""
     gen = torch.Generator().manual_seed(0)
-    tokens = MAX_GRID_CHUNKS + 1
+    tokens = MAX_GRID_YZ + 1
     x, dt, A, B, C, _ = _inputs(gen, tokens, 2, 16, 1, 16, torch.float32, device)
     cu = torch.arange(tokens + 1, dtype=torch.int32, device=device)
     last = torch.tensor([tokens - 1], dtype=torch.int32, device=device)

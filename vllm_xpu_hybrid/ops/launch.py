@@ -25,3 +25,18 @@ def dot_block(size: int) -> int:
     """A tile covering size elements along a tl.dot dimension: size padded to
     a power of two, at least 16 (the smallest dot dimension)."""
     return max(16, next_power_of_2(size))
+
+
+# A launch grid's second and third dimensions hold at most 65535 programs on
+# CUDA; the launchers put counts there that a vLLM setting bounds.
+MAX_GRID_YZ = 65535
+
+
+def check_grid_dim(name: str, count: int, what: str, fix: str) -> None:
+    """Refuse a call whose ``count`` (of ``what``, from argument ``name``)
+    would overflow a grid dimension, naming the vLLM setting that bounds it."""
+    if count > MAX_GRID_YZ:
+        raise ValueError(
+            f"{name}: {count} {what} in one call; at most {MAX_GRID_YZ} "
+            f"(a launch grid dimension): {fix}"
+        )

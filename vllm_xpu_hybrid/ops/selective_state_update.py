@@ -42,7 +42,7 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
-from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import cdiv, check_grid_dim, next_power_of_2
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -51,27 +51,32 @@ from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 #   "per_state_A": Mamba-1 (A [nheads, headdim, dstate]: one head of headdim
 #   d_inner, dstate 16).
 # A program holds a [BLOCK_P, dstate] state tile: BLOCK_P headdim rows, at
-# least the configured BLOCK_P, more for small states until the tile holds
-# STATE_TILE elements, clipped to headdim.
-# "cuda": from sweeps on the H100 through the bench's cases (Triton 3.6).
+# least the configured BLOCK_P, more for small states or 16-bit states until
+# the tile holds STATE_TILE_BYTES bytes of state, clipped to headdim.
+# Programs are launched tile-major: the headdim tiles of one (row, head) are
+# adjacent in launch order, so programs running together stream one state
+# page (H200 sweep through the bench's cases: fp32 Mamba-2 states 86-87 % ->
+# 92-98 % of copy bandwidth at batch >= 64, against row-major order).
+# "cuda": from that sweep (Triton 3.6); 4 KB per program is 8 rows of a
+# fp32 and 16 of a bf16 dstate-128 state, the best tile of each.
 # "xpu" compiles without register spills on PVC (triton-xpu 3.3 + ocloc at
-# 128 GRF) at dstate 128 and at 128 rows of dstate 16 with a per-state A;
-# never run on an Intel GPU: UNVERIFIED.
+# 128 GRF) with bf16 states at dstate 128 and at 128 rows of dstate 16 with
+# a per-state A; never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict] = {
     "cuda": {
-        "per_head_A": {"BLOCK_P": 8, "STATE_TILE": 1024, "num_warps": 1},
-        "per_state_A": {"BLOCK_P": 4, "STATE_TILE": 1024, "num_warps": 4},
+        "per_head_A": {"BLOCK_P": 8, "STATE_TILE_BYTES": 4096, "num_warps": 1},
+        "per_state_A": {"BLOCK_P": 32, "STATE_TILE_BYTES": 0, "num_warps": 1},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {
-        "per_head_A": {"BLOCK_P": 16, "STATE_TILE": 2048, "num_warps": 8},
-        "per_state_A": {"BLOCK_P": 16, "STATE_TILE": 2048, "num_warps": 8},
+        "per_head_A": {"BLOCK_P": 16, "STATE_TILE_BYTES": 4096, "num_warps": 8},
+        "per_state_A": {"BLOCK_P": 16, "STATE_TILE_BYTES": 4096, "num_warps": 8},
         "compile_options": {},
     },
     "cpu": {
-        "per_head_A": {"BLOCK_P": 128, "STATE_TILE": 16384, "num_warps": 1},
-        "per_state_A": {"BLOCK_P": 128, "STATE_TILE": 16384, "num_warps": 1},
+        "per_head_A": {"BLOCK_P": 128, "STATE_TILE_BYTES": 65536, "num_warps": 1},
+        "per_state_A": {"BLOCK_P": 128, "STATE_TILE_BYTES": 65536, "num_warps": 1},
         "compile_options": {},
     },
 }
@@ -99,10 +104,10 @@ def _selective_state_update_kernel(
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    row = tl.program_id(0)
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     head = tl.program_id(1)
+    row = tl.program_id(2)
     group = head // heads_per_group
-    p = tl.program_id(2) * BLOCK_P + tl.arange(0, BLOCK_P)
     n = tl.arange(0, BLOCK_N)
     p_ok = p < headdim
     n_ok = n < dstate
@@ -249,6 +254,7 @@ def selective_state_update(
             f"{INDEX_DTYPES}, got shape {tuple(state_indices.shape)} stride "
             f"{tuple(state_indices.stride())} {state_indices.dtype}"
         )
+    check_grid_dim("x", batch, "decode rows", "lower vLLM's max_num_seqs")
     if out is None:
         out = torch.empty_like(x)
     if batch == 0:
@@ -257,10 +263,10 @@ def selective_state_update(
     cfg = LAUNCH_CONFIGS[x.device.type]
     layout_cfg = cfg["per_state_A" if a_per_state else "per_head_A"]
     block_n = next_power_of_2(dstate)
-    block_p = min(max(layout_cfg["BLOCK_P"], layout_cfg["STATE_TILE"] // block_n),
-                  next_power_of_2(headdim))
+    tile_rows = layout_cfg["STATE_TILE_BYTES"] // (block_n * ssm_states.element_size())
+    block_p = min(max(layout_cfg["BLOCK_P"], tile_rows), next_power_of_2(headdim))
     z_strides = (z.stride(0), z.stride(1), z.stride(2)) if z is not None else (0, 0, 0)
-    _selective_state_update_kernel[(batch, nheads, cdiv(headdim, block_p))](
+    _selective_state_update_kernel[(cdiv(headdim, block_p), nheads, batch)](
         ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out,
         headdim, dstate, nheads // ngroups, pad_slot_id, float(dt_limit[0]), float(dt_limit[1]),
         *ssm_states.stride(), *x.stride(), *dt_strides, *A_strides,

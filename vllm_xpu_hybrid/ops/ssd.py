@@ -66,7 +66,7 @@ from vllm_xpu_hybrid.ops.checks import (
     check_checkpoints,
     check_vector,
 )
-from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import cdiv, check_grid_dim, dot_block, next_power_of_2
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -92,9 +92,6 @@ from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
 # (64/80 headdim, 1 and 8 groups, state 128, chunk 128/256): no spill on PVC
 # and every dot becomes dpas. Never run on an Intel GPU: UNVERIFIED. DG2
 # (Arc) gets no dpas from that backend and spills 33-48 KB in the dot kernels.
-# The chunk scan launches chunks along the second grid dimension (at most
-# 65535 on CUDA).
-MAX_GRID_CHUNKS = 65535
 
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
@@ -544,11 +541,9 @@ def ssd_chunk_scan(
             f"ssm_states: expected [num_slots, nheads={nheads}, headdim={headdim}, "
             f"dstate={dstate}], got shape {tuple(ssm_states.shape)}"
         )
-    if num_chunks > MAX_GRID_CHUNKS:
-        raise ValueError(
-            f"cu_chunk_seqlens: {num_chunks} chunks in one call; at most {MAX_GRID_CHUNKS} "
-            f"(a launch grid dimension): lower vLLM's max_num_batched_tokens"
-        )
+    # The chunk scan launches chunks along the second grid dimension.
+    check_grid_dim("cu_chunk_seqlens", num_chunks, "chunks",
+                   "lower vLLM's max_num_batched_tokens")
     if num_seqs == 0:
         return
 

@@ -115,9 +115,9 @@ TRITON_XPU_VERSION = "3.3.0b1"
 
 @dataclasses.dataclass
 class Launch:
-    """One kernel launch a launcher made: ``kernel[grid](*args, **kwargs)``,
-    the heuristics' constexprs already in ``kwargs``; ``constexprs`` and
-    ``options`` (num_warps, grf_mode, ...) are read from them."""
+    """One kernel launch a launcher made: ``kernel[grid](*args, **kwargs)``;
+    ``constexprs`` and ``options`` (num_warps, grf_mode, ...) are read from
+    them."""
 
     family: str
     kernel: str
@@ -152,25 +152,16 @@ def ops_modules() -> dict[str, object]:
     }
 
 
-def _innermost(obj):
-    """The JIT (or interpreted) function under ``triton.heuristics`` and the like."""
-    from triton.runtime.jit import KernelInterface
-
-    while isinstance(getattr(obj, "fn", None), KernelInterface):
-        obj = obj.fn
-    return obj
-
-
 def kernels_of(module) -> dict[str, object]:
     """The kernels a module defines: ``@triton.jit`` objects named ``*_kernel``
-    (helpers called from kernels have other names), innermost function each."""
+    (helpers called from kernels have other names)."""
     from triton.runtime.jit import KernelInterface
 
     return {
-        name: _innermost(obj)
+        name: obj
         for name, obj in vars(module).items()
         if name.endswith("_kernel") and isinstance(obj, KernelInterface)
-        and getattr(_innermost(obj).fn, "__module__", None) == module.__name__
+        and getattr(obj.fn, "__module__", None) == module.__name__
     }
 
 

@@ -1,11 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The launchers' host-side integer helpers equal Triton's own."""
+"""The launchers' host-side integer helpers equal Triton's own; the cached
+launch goes through Triton's path whenever Triton's specialisation may
+differ."""
 
 from __future__ import annotations
 
+import pytest
+import torch
 import triton
+from triton.compiler import CompiledKernel
 
-from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
+from vllm_xpu_hybrid.ops import launch as launch_module
+from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, dot_block, next_power_of_2
 
 
 def test_next_power_of_2_equals_triton():
@@ -21,3 +27,119 @@ def test_cdiv_equals_triton():
 
 def test_dot_block_is_a_power_of_two_of_at_least_16():
     assert [dot_block(n) for n in (1, 16, 17, 64, 80, 128, 129)] == [16, 16, 32, 64, 128, 128, 256]
+
+
+class _FakeCompiled(CompiledKernel):
+    """A compiled kernel that records its launches instead of running."""
+
+    def __init__(self):
+        self.module = None
+        self.launches = []
+
+    def __getitem__(self, grid):
+        return lambda *args, stream: self.launches.append((grid, args, stream))
+
+
+class _FakeKernel:
+    """A @triton.jit kernel's launch interface, counting Triton's path."""
+
+    arg_names = ["a_ptr", "b_ptr", "n", "eps", "BLOCK"]
+
+    def __init__(self):
+        self.compiled = _FakeCompiled()
+        self.triton_calls = []
+
+    def __getitem__(self, grid):
+        def run(*args, **kwargs):
+            self.triton_calls.append((grid, args, kwargs))
+            return self.compiled
+        return run
+
+
+class _OnGpu(torch.Tensor):
+    """A CPU tensor that says it is on CUDA, so CachedLaunch caches it."""
+
+    is_cuda = True
+
+
+def _gpu_tensor(numel=64, dtype=torch.float32, offset=0):
+    return torch.Tensor._make_subclass(_OnGpu, torch.zeros(numel + offset, dtype=dtype)[offset:])
+
+
+@pytest.fixture
+def current_device(monkeypatch):
+    device = [0]
+    monkeypatch.setattr(launch_module, "_device_queries",
+                        lambda: (lambda: device[0], lambda index: 100 + index))
+    return device
+
+
+def _launch(cached, a, b=None, n=8, eps=1e-5, block=16, num_warps=4, grid=(2, 3)):
+    cached(grid, (a, b), (n, eps), {"BLOCK": block}, {"num_warps": num_warps})
+
+
+def test_cached_launch_skips_triton_for_a_repeated_key(current_device):
+    kernel = _FakeKernel()
+    cached = CachedLaunch(kernel)
+    a, b = _gpu_tensor(), _gpu_tensor()
+    _launch(cached, a, b)
+    _launch(cached, a, b)
+    _launch(cached, _gpu_tensor(), _gpu_tensor())
+    assert kernel.triton_calls == [((2, 3), (a, b, 8, 1e-5), {"BLOCK": 16, "num_warps": 4})]
+    assert len(kernel.compiled.launches) == 2
+    grid, args, stream = kernel.compiled.launches[0]
+    assert grid == (2, 3, 1) and stream == 100
+    assert args[2:] == (8, 1e-5, 16) and args[0] is a and args[1] is b
+
+
+@pytest.mark.parametrize("change", [
+    {"n": 9}, {"n": 16}, {"eps": 1e-6}, {"block": 32}, {"num_warps": 8},
+    {"a": "bfloat16"}, {"a": "misaligned"}, {"b": None}, {"device": 1},
+])
+def test_cached_launch_takes_triton_when_the_specialisation_may_differ(current_device, change):
+    kernel = _FakeKernel()
+    cached = CachedLaunch(kernel)
+    _launch(cached, _gpu_tensor(), _gpu_tensor())
+    kwargs = {"a": _gpu_tensor(), "b": _gpu_tensor()}
+    for name, value in change.items():
+        if name == "device":
+            current_device[0] = value
+        elif value == "bfloat16":
+            kwargs[name] = _gpu_tensor(dtype=torch.bfloat16)
+        elif value == "misaligned":
+            kwargs[name] = _gpu_tensor(offset=1)
+        else:
+            kwargs[name] = value
+    _launch(cached, **kwargs)
+    assert len(kernel.triton_calls) == 2 and kernel.compiled.launches == []
+
+
+def test_cached_launch_never_caches_cpu_tensors_or_other_backends(current_device, monkeypatch):
+    kernel = _FakeKernel()
+    cached = CachedLaunch(kernel)
+    _launch(cached, torch.zeros(4))
+    _launch(cached, torch.zeros(4))
+    monkeypatch.setattr(launch_module, "_device_queries", lambda: None)
+    _launch(cached, _gpu_tensor())
+    _launch(cached, _gpu_tensor())
+    assert len(kernel.triton_calls) == 4 and kernel.compiled.launches == []
+
+
+def test_cached_launch_empties_a_full_table(current_device, monkeypatch):
+    monkeypatch.setattr(CachedLaunch, "MAX_ENTRIES", 3)
+    kernel = _FakeKernel()
+    cached = CachedLaunch(kernel)
+    a = _gpu_tensor()
+    for n in range(2, 6):
+        _launch(cached, a, n=n)
+    assert len(cached._compiled) == 1
+    _launch(cached, a, n=5)
+    assert len(kernel.compiled.launches) == 1
+
+
+def test_cached_launch_refuses_arguments_out_of_signature_order(current_device):
+    with pytest.raises(TypeError, match="3 scalars, then the constexprs"):
+        CachedLaunch(_FakeKernel())((1,), (_gpu_tensor(), None), (8, 1e-5, 3), {"BLOCK": 16}, {})
+    with pytest.raises(TypeError, match="constexprs \\['BLOCK', 'OTHER'\\]"):
+        CachedLaunch(_FakeKernel())((1,), (_gpu_tensor(),), (None, 8, 1e-5),
+                                    {"BLOCK": 16, "OTHER": 1}, {})

@@ -32,21 +32,21 @@ def _skip_unsupported(device: str, dtype: torch.dtype) -> None:
 
 
 class _LaunchSpy:
-    """Stands in for a kernel object and counts its launches."""
+    """Stands in for a kernel's launcher and counts its launches."""
 
-    def __init__(self, kernel):
-        self.kernel = kernel
+    def __init__(self, launch):
+        self.launch = launch
         self.launches = 0
 
-    def __getitem__(self, grid):
+    def __call__(self, *args):
         self.launches += 1
-        return self.kernel[grid]
+        return self.launch(*args)
 
 
 @pytest.fixture
 def split_kv_spy(monkeypatch):
-    spy = _LaunchSpy(pa_module.paged_attention_split_kv_kernel)
-    monkeypatch.setattr(pa_module, "paged_attention_split_kv_kernel", spy)
+    spy = _LaunchSpy(pa_module._launch_split_kv)
+    monkeypatch.setattr(pa_module, "_launch_split_kv", spy)
     return spy
 
 

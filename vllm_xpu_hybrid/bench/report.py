@@ -132,9 +132,10 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
         ax.set_yticks(positions, labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("log")
-        reach = max(abs(math.log2(v)) for v in values) + 0.6
-        ax.set_xlim(2 ** -reach, 2 ** reach)
-        ticks = [2.0 ** e for e in range(-math.ceil(reach), math.ceil(reach) + 1)]
+        low = min(math.log2(min(values)), 0.0) - 0.6
+        high = max(math.log2(max(values)), 0.0) + 0.6
+        ax.set_xlim(2 ** low, 2 ** high)
+        ticks = [2.0 ** e for e in range(math.ceil(low), math.floor(high) + 1)]
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}×"))

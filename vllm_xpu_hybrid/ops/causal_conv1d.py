@@ -65,8 +65,9 @@ from vllm_xpu_hybrid.ops.checks import (
     SUPPORTED_DTYPES,
     check_checkpoints,
     check_vector,
+    launch_config,
 )
-from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, next_power_of_2
 
 SUPPORTED_WIDTHS = (2, 3, 4)
 _ACTIVATIONS = (None, "silu", "swish")
@@ -339,6 +340,9 @@ def _causal_conv1d_update_kernel(
              mask=chan_ok)
 
 
+_launch_conv1d_update = CachedLaunch(_causal_conv1d_update_kernel)
+
+
 def _check_common(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -346,12 +350,10 @@ def _check_common(
     conv_states: torch.Tensor,
     activation: str | None,
     out: torch.Tensor | None,
-) -> None:
-    """Checks shared by both launchers; x is [rows, dim]."""
-    if x.device.type not in LAUNCH_CONFIGS:
-        raise ValueError(
-            f"x: device type {x.device.type!r} unsupported; accepted: {sorted(LAUNCH_CONFIGS)}"
-        )
+) -> dict:
+    """Checks shared by both launchers; x is [rows, dim]. Returns x's launch
+    configuration."""
+    config = launch_config(LAUNCH_CONFIGS, "x", x)
     for name, t in (("x", x), ("weight", weight), ("conv_states", conv_states)):
         if t.dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
@@ -378,6 +380,7 @@ def _check_common(
             f"out: expected shape {tuple(x.shape)} and dtype in {SUPPORTED_DTYPES}, "
             f"got {tuple(out.shape)} {out.dtype}"
         )
+    return config
 
 
 def causal_conv1d_varlen(
@@ -414,7 +417,7 @@ def causal_conv1d_varlen(
     padding write none.
     Returns out (x.dtype unless given).
     """
-    _check_common(x, weight, bias, conv_states, activation, out)
+    cfg = _check_common(x, weight, bias, conv_states, activation, out)
     if state_indices.dim() != 1:
         raise ValueError(f"state_indices: expected shape [B], got {tuple(state_indices.shape)}")
     num_seqs = state_indices.shape[0]
@@ -430,7 +433,6 @@ def causal_conv1d_varlen(
     width = weight.shape[1]
     if total_tokens == 0 or num_seqs == 0:
         return out
-    cfg = LAUNCH_CONFIGS[x.device.type]
     conv_cfg = dict(cfg["varlen"])
     block_t, block_d = conv_cfg.pop("BLOCK_T"), conv_cfg.pop("BLOCK_D")
     grid = (cdiv(total_tokens, block_t), cdiv(dim, block_d))
@@ -483,7 +485,7 @@ def causal_conv1d_update(
     out: optional [B, dim]; may be x itself (in-place).
     Returns out (x.dtype unless given).
     """
-    _check_common(x, weight, bias, conv_states, activation, out)
+    cfg = _check_common(x, weight, bias, conv_states, activation, out)
     batch, dim = x.shape
     check_vector("state_indices", state_indices, batch, INDEX_DTYPES)
     if out is None:
@@ -491,17 +493,14 @@ def causal_conv1d_update(
     if batch == 0:
         return out
     width = weight.shape[1]
-    cfg = LAUNCH_CONFIGS[x.device.type]
     update_cfg = dict(cfg["update"])
     block_d = update_cfg.pop("BLOCK_D")
-    _causal_conv1d_update_kernel[(batch, cdiv(dim, block_d))](
-        x, weight, bias, conv_states, state_indices, out,
-        dim, pad_slot_id,
-        x.stride(0), x.stride(1),
-        weight.stride(0), weight.stride(1),
-        conv_states.stride(0), conv_states.stride(1), conv_states.stride(2),
-        out.stride(0), out.stride(1),
-        WIDTH=width, HAS_BIAS=bias is not None, SILU=activation is not None,
-        BLOCK_D=block_d, **update_cfg, **cfg["compile_options"],
+    _launch_conv1d_update(
+        (batch, cdiv(dim, block_d)),
+        (x, weight, bias, conv_states, state_indices, out),
+        (dim, pad_slot_id, *x.stride(), *weight.stride(), *conv_states.stride(), *out.stride()),
+        {"WIDTH": width, "HAS_BIAS": bias is not None, "SILU": activation is not None,
+         "BLOCK_D": block_d},
+        {**update_cfg, **cfg["compile_options"]},
     )
     return out

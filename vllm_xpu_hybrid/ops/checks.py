@@ -11,9 +11,20 @@ INDEX_DTYPES = (torch.int32, torch.int64)
 FLAG_DTYPES = (torch.bool, torch.int32)
 
 
+def launch_config(table: dict[str, dict], name: str, t: torch.Tensor) -> dict:
+    """A kernel module's LAUNCH_CONFIGS entry for the device type of t
+    (argument name), or a ValueError naming the device types it has."""
+    config = table.get(t.device.type)
+    if config is None:
+        raise ValueError(
+            f"{name}: device type {t.device.type!r} unsupported; accepted: {sorted(table)}"
+        )
+    return config
+
+
 def check_vector(name: str, t: torch.Tensor, length: int, dtypes: tuple) -> None:
     """Per-sequence or per-chunk metadata: the kernels read it with stride 1."""
-    if t.dtype not in dtypes or tuple(t.shape) != (length,) or (length > 1 and t.stride(0) != 1):
+    if t.dtype not in dtypes or t.shape != (length,) or (length > 1 and t.stride(0) != 1):
         raise ValueError(
             f"{name}: expected a contiguous tensor of shape ({length},) and dtype in {dtypes}, "
             f"got shape {tuple(t.shape)} stride {tuple(t.stride())} {t.dtype}"

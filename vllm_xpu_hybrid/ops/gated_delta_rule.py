@@ -96,8 +96,15 @@ from vllm_xpu_hybrid.ops.checks import (
     INDEX_DTYPES,
     SUPPORTED_DTYPES,
     check_vector,
+    launch_config,
 )
-from vllm_xpu_hybrid.ops.launch import cdiv, check_grid_dim, dot_block, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import (
+    CachedLaunch,
+    cdiv,
+    check_grid_dim,
+    dot_block,
+    next_power_of_2,
+)
 
 CHUNK_SIZE = 64
 # Head sizes the kernels keep whole in registers (a state tile is [K, BV]).
@@ -610,6 +617,9 @@ def _gdr_recurrent_kernel(
         tl.store(page, state.to(states_ptr.dtype.element_ty), mask=tile_ok)
 
 
+_launch_recurrent = CachedLaunch(_gdr_recurrent_kernel)
+
+
 @triton.jit
 def _gdn_gating_kernel(
     a_ptr, b_ptr, A_log_ptr, dt_bias_ptr, g_ptr, beta_ptr,
@@ -632,6 +642,9 @@ def _gdn_gating_kernel(
     offs = t64 * num_heads + hd[None, :]
     tl.store(g_ptr + offs, -A[None, :] * softplus, mask=ok)
     tl.store(beta_ptr + offs, tl.sigmoid(b), mask=ok)
+
+
+_launch_gating = CachedLaunch(_gdn_gating_kernel)
 
 
 def gated_delta_rule_chunk_metadata(
@@ -658,14 +671,6 @@ def gated_delta_rule_chunk_metadata(
     )
 
 
-def _config(t: torch.Tensor) -> dict[str, dict]:
-    if t.device.type not in LAUNCH_CONFIGS:
-        raise ValueError(
-            f"q: device type {t.device.type!r} unsupported; accepted: {sorted(LAUNCH_CONFIGS)}"
-        )
-    return LAUNCH_CONFIGS[t.device.type]
-
-
 def _check_heads(q, k, v, g, beta, states, out) -> tuple[int, int, int, int, int]:
     """Checks shared by both launchers; returns (rows, H, HV, K, V)."""
     for name, t in (("q", q), ("k", k), ("v", v), ("g", g), ("beta", beta), ("states", states)):
@@ -687,14 +692,14 @@ def _check_heads(q, k, v, g, beta, states, out) -> tuple[int, int, int, int, int
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError(f"q, k, v: one dtype expected, got {q.dtype}, {k.dtype}, {v.dtype}")
     for name, t in (("g", g), ("beta", beta)):
-        if tuple(t.shape) != (rows, HV):
+        if t.shape != (rows, HV):
             raise ValueError(f"{name}: expected shape ({rows}, {HV}) [tokens, num_v_heads], got {tuple(t.shape)}")
-    if states.dim() != 4 or tuple(states.shape[1:]) != (HV, V, K):
+    if states.dim() != 4 or states.shape[1:] != (HV, V, K):
         raise ValueError(
             f"states: expected [num_slots, num_v_heads={HV}, head_v_dim={V}, head_k_dim={K}] "
             f"(vLLM's GDN state layout), got {tuple(states.shape)}"
         )
-    if out is not None and (tuple(out.shape) != (rows, HV, V) or out.dtype not in SUPPORTED_DTYPES):
+    if out is not None and (out.shape != (rows, HV, V) or out.dtype not in SUPPORTED_DTYPES):
         raise ValueError(
             f"out: expected shape ({rows}, {HV}, {V}) and dtype in {SUPPORTED_DTYPES}, "
             f"got {tuple(out.shape)} {out.dtype}"
@@ -741,7 +746,7 @@ def gated_delta_rule_prefill(
     scale: default K ** -0.5; qk_l2norm: L2-normalise q and k in the kernels.
     out: optional [total_tokens, HV, V]. Returns out (q.dtype unless given).
     """
-    cfg = _config(q)
+    cfg = launch_config(LAUNCH_CONFIGS, "q", q)
     total, H, HV, K, V = _check_heads(q, k, v, g, beta, states, out)
     _check_inner_stride(q=q, k=k, v=v, states=states)
     if state_indices.dim() != 1:
@@ -849,7 +854,7 @@ def gated_delta_rule_decode(
     scale: default K ** -0.5; qk_l2norm: L2-normalise q and k in the kernel.
     out: optional [B, HV, V]. Returns out (q.dtype unless given).
     """
-    cfg = _config(q)
+    cfg = launch_config(LAUNCH_CONFIGS, "q", q)
     batch, H, HV, K, V = _check_heads(q, k, v, g, beta, states, out)
     check_vector("state_indices", state_indices, batch, INDEX_DTYPES)
     check_grid_dim("q", batch, "decode rows", "lower vLLM's max_num_seqs")
@@ -861,16 +866,13 @@ def gated_delta_rule_decode(
     c = cfg["recurrent"]
     bk = dot_block(K)
     bv = min(c["BV"], dot_block(V))
-    _gdr_recurrent_kernel[(cdiv(V, bv), HV, batch)](
-        q, k, v, g, beta, states, state_indices, out,
-        scale, K, V, HV // H, pad_slot_id,
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2), g.stride(0), g.stride(1),
-        beta.stride(0), beta.stride(1),
-        states.stride(0), states.stride(1), states.stride(2), states.stride(3),
-        out.stride(0), out.stride(1), out.stride(2),
-        QK_L2NORM=qk_l2norm, BK=bk, BV=bv,
-        num_warps=c["num_warps"], num_stages=c["num_stages"], **cfg["compile_options"],
+    _launch_recurrent(
+        (cdiv(V, bv), HV, batch),
+        (q, k, v, g, beta, states, state_indices, out),
+        (float(scale), K, V, HV // H, pad_slot_id, *q.stride(), *k.stride(), *v.stride(),
+         *g.stride(), *beta.stride(), *states.stride(), *out.stride()),
+        {"QK_L2NORM": qk_l2norm, "BK": bk, "BV": bv},
+        {"num_warps": c["num_warps"], "num_stages": c["num_stages"], **cfg["compile_options"]},
     )
     return out
 
@@ -887,7 +889,7 @@ def gdn_gating(
     a, b: [tokens, HV], any strides; A_log, dt_bias: [HV] contiguous.
     Returns (g, beta), each [tokens, HV] fp32 contiguous.
     """
-    cfg = _config(a)
+    cfg = launch_config(LAUNCH_CONFIGS, "a", a)
     for name, t in (("a", a), ("b", b), ("A_log", A_log), ("dt_bias", dt_bias)):
         if t.dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
@@ -902,9 +904,11 @@ def gdn_gating(
         return g, beta
     c = cfg["gating"]
     bh = min(c["BH"], next_power_of_2(heads))
-    _gdn_gating_kernel[(cdiv(tokens, c["BT"]), cdiv(heads, bh))](
-        a, b, A_log, dt_bias, g, beta, tokens, heads,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1),
-        BT=c["BT"], BH=bh, num_warps=c["num_warps"], **cfg["compile_options"],
+    _launch_gating(
+        (cdiv(tokens, c["BT"]), cdiv(heads, bh)),
+        (a, b, A_log, dt_bias, g, beta),
+        (tokens, heads, *a.stride(), *b.stride()),
+        {"BT": c["BT"], "BH": bh},
+        {"num_warps": c["num_warps"], **cfg["compile_options"]},
     )
     return g, beta

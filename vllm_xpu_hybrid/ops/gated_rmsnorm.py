@@ -28,8 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import SUPPORTED_DTYPES
-from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
+from vllm_xpu_hybrid.ops.checks import SUPPORTED_DTYPES, launch_config
+from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, next_power_of_2
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -111,6 +111,9 @@ def _gated_rmsnorm_kernel(
             tl.store(out_rows + col[None, :] * stride_o_d, y.to(out_ptr.dtype.element_ty), mask=ok)
 
 
+_launch_gated_rmsnorm = CachedLaunch(_gated_rmsnorm_kernel)
+
+
 def gated_rmsnorm(
     x: torch.Tensor,
     z: torch.Tensor | None,
@@ -129,10 +132,7 @@ def gated_rmsnorm(
     True: y = rmsnorm(x) * weight * silu(z).
     out: optional [num_tokens, hidden]; may be x. Returns out (x.dtype unless given).
     """
-    if x.device.type not in LAUNCH_CONFIGS:
-        raise ValueError(
-            f"x: device type {x.device.type!r} unsupported; accepted: {sorted(LAUNCH_CONFIGS)}"
-        )
+    cfg = launch_config(LAUNCH_CONFIGS, "x", x)
     if x.dim() != 2:
         raise ValueError(f"x: expected [num_tokens, hidden], got shape {tuple(x.shape)}")
     tokens, hidden = x.shape
@@ -155,16 +155,16 @@ def gated_rmsnorm(
     if tokens == 0:
         return out
 
-    cfg = LAUNCH_CONFIGS[x.device.type]
     block = min(next_power_of_2(group_size), cfg["MAX_BLOCK"])
     num_warps = next(w for width, w in sorted(cfg["num_warps"].items()) if width >= block)
     z_strides = (z.stride(0), z.stride(1)) if z is not None else (0, 0)
     block_t = cfg["BLOCK_T"]
-    _gated_rmsnorm_kernel[(cdiv(tokens, block_t), hidden // group_size)](
-        x, z, weight, out, tokens, group_size, eps,
-        x.stride(0), x.stride(1), *z_strides, out.stride(0), out.stride(1),
-        HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate,
-        NUM_BLOCKS=cdiv(group_size, block), BLOCK_T=block_t, BLOCK=block,
-        num_warps=num_warps, **cfg["compile_options"],
+    _launch_gated_rmsnorm(
+        (cdiv(tokens, block_t), hidden // group_size),
+        (x, z, weight, out),
+        (tokens, group_size, float(eps), *x.stride(), *z_strides, *out.stride()),
+        {"HAS_Z": z is not None, "NORM_BEFORE_GATE": norm_before_gate,
+         "NUM_BLOCKS": cdiv(group_size, block), "BLOCK_T": block_t, "BLOCK": block},
+        {"num_warps": num_warps, **cfg["compile_options"]},
     )
     return out

@@ -55,8 +55,20 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYPES, check_vector
-from vllm_xpu_hybrid.ops.launch import cdiv, check_grid_dim, dot_block, next_power_of_2
+from vllm_xpu_hybrid.ops.checks import (
+    FLAG_DTYPES,
+    INDEX_DTYPES,
+    SUPPORTED_DTYPES,
+    check_vector,
+    launch_config,
+)
+from vllm_xpu_hybrid.ops.launch import (
+    CachedLaunch,
+    cdiv,
+    check_grid_dim,
+    dot_block,
+    next_power_of_2,
+)
 
 # The widest key head dim a program holds in one [K, BLOCK_V] state tile.
 MAX_KEY_HEAD_DIM = 256
@@ -219,6 +231,9 @@ def _lightning_decode_kernel(
              out.to(out_ptr.dtype.element_ty), mask=v_ok)
 
 
+_launch_decode = CachedLaunch(_lightning_decode_kernel)
+
+
 def _check_qkv_state(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -228,10 +243,6 @@ def _check_qkv_state(
     out: torch.Tensor | None,
 ) -> tuple[int, int, int, int]:
     """Shared checks; returns (num_tokens, nheads, key_dim, value_dim)."""
-    if q.device.type not in LAUNCH_CONFIGS:
-        raise ValueError(
-            f"q: device type {q.device.type!r} unsupported; accepted: {sorted(LAUNCH_CONFIGS)}"
-        )
     for name, t in (("q", q), ("k", k), ("v", v), ("slopes", slopes), ("states", states),
                     ("out", out)):
         if t is not None and t.dtype not in SUPPORTED_DTYPES:
@@ -241,7 +252,7 @@ def _check_qkv_state(
     num_tokens, nheads, key_dim = q.shape
     if k.shape != q.shape:
         raise ValueError(f"k: expected shape {tuple(q.shape)} (same as q), got {tuple(k.shape)}")
-    if v.dim() != 3 or tuple(v.shape[:2]) != (num_tokens, nheads):
+    if v.dim() != 3 or v.shape[:2] != (num_tokens, nheads):
         raise ValueError(
             f"v: expected [num_tokens={num_tokens}, nheads={nheads}, value_dim], got shape "
             f"{tuple(v.shape)}"
@@ -253,14 +264,14 @@ def _check_qkv_state(
         raise ValueError(
             f"q: key head dim {key_dim} unsupported; accepted: up to {MAX_KEY_HEAD_DIM}"
         )
-    if tuple(slopes.shape) != (nheads,):
+    if slopes.shape != (nheads,):
         raise ValueError(f"slopes: expected shape ({nheads},) (one per head), got {tuple(slopes.shape)}")
-    if states.dim() != 4 or tuple(states.shape[1:]) != (nheads, key_dim, value_dim):
+    if states.dim() != 4 or states.shape[1:] != (nheads, key_dim, value_dim):
         raise ValueError(
             f"states: expected [num_slots, nheads={nheads}, key_dim={key_dim}, "
             f"value_dim={value_dim}], got shape {tuple(states.shape)}"
         )
-    if out is not None and tuple(out.shape) != (num_tokens, nheads, value_dim):
+    if out is not None and out.shape != (num_tokens, nheads, value_dim):
         raise ValueError(
             f"out: expected shape {(num_tokens, nheads, value_dim)}, got {tuple(out.shape)}"
         )
@@ -309,7 +320,7 @@ def lightning_attention_prefill(
     check_vector("query_start_loc", query_start_loc, num_seqs + 1, INDEX_DTYPES)
     check_vector("state_indices", state_indices, num_seqs, INDEX_DTYPES)
     check_vector("has_initial_state", has_initial_state, num_seqs, FLAG_DTYPES)
-    c = LAUNCH_CONFIGS[q.device.type]["prefill"]
+    c = launch_config(LAUNCH_CONFIGS, "q", q)["prefill"]
     chunk = c["CHUNK"] if chunk_size is None else chunk_size
     if chunk < 16 or chunk & (chunk - 1):
         raise ValueError(f"chunk_size: {chunk} unsupported; accepted: powers of two >= 16")
@@ -359,13 +370,14 @@ def lightning_attention_decode(
     if batch == 0 or nheads == 0:
         return out
 
-    c = LAUNCH_CONFIGS[q.device.type]["decode"]
+    c = launch_config(LAUNCH_CONFIGS, "q", q)["decode"]
     block_v = min(c["BLOCK_V"], next_power_of_2(value_dim))
-    _lightning_decode_kernel[(cdiv(value_dim, block_v), nheads, batch)](
-        q, k, v, slopes, states, state_indices, out,
-        key_dim, value_dim, pad_slot_id, slopes.stride(0),
-        *_strides3(q), *_strides3(k), *_strides3(v), *states.stride(), *_strides3(out),
-        BLOCK_K=next_power_of_2(key_dim), BLOCK_V=block_v,
-        num_warps=c["num_warps"], **c["compile_options"],
+    _launch_decode(
+        (cdiv(value_dim, block_v), nheads, batch),
+        (q, k, v, slopes, states, state_indices, out),
+        (key_dim, value_dim, pad_slot_id, slopes.stride(0),
+         *_strides3(q), *_strides3(k), *_strides3(v), *states.stride(), *_strides3(out)),
+        {"BLOCK_K": next_power_of_2(key_dim), "BLOCK_V": block_v},
+        {"num_warps": c["num_warps"], **c["compile_options"]},
     )
     return out

@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
-from vllm_xpu_hybrid.ops.launch import cdiv, dot_block, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, dot_block, next_power_of_2
 
 SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
 
@@ -202,6 +202,9 @@ def reshape_and_cache_kernel(
     tl.store(dst + stride_cache_kv, v.to(cache_dtype), mask=mask)
 
 
+_launch_cache_write = CachedLaunch(reshape_and_cache_kernel)
+
+
 def reshape_and_cache(
     key: torch.Tensor,
     value: torch.Tensor,
@@ -230,7 +233,7 @@ def reshape_and_cache(
     _check_last_dim_contiguous("value", value)
     _check_kv_cache(kv_cache)
     num_tokens, num_kv_heads, head_size = key.shape
-    if tuple(kv_cache.shape[3:]) != (num_kv_heads, head_size):
+    if kv_cache.shape[3:] != (num_kv_heads, head_size):
         raise ValueError(f"kv_cache: (num_kv_heads, head_size) = {tuple(kv_cache.shape[3:])} "
                          f"does not match key's {(num_kv_heads, head_size)}")
     if slot_mapping.dim() != 1 or slot_mapping.shape[0] < num_tokens:
@@ -247,14 +250,13 @@ def reshape_and_cache(
     head_pad = next_power_of_2(head_size)
     block_h = min(next_power_of_2(num_kv_heads), max(1, entry["elems"] // head_pad))
     grid = (num_tokens, cdiv(num_kv_heads, block_h))
-    reshape_and_cache_kernel[grid](
-        key, value, kv_cache, slot_mapping,
-        num_kv_heads,
-        key.stride(0), key.stride(1), value.stride(0), value.stride(1),
-        kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), kv_cache.stride(3),
-        HEAD_SIZE=head_size, HEAD_PAD=head_pad,
-        BLOCK_SIZE=kv_cache.shape[2], BLOCK_H=block_h,
-        **_launch_options(config, entry),
+    _launch_cache_write(
+        grid,
+        (key, value, kv_cache, slot_mapping),
+        (num_kv_heads, *key.stride()[:2], *value.stride()[:2], *kv_cache.stride()[:4]),
+        {"HEAD_SIZE": head_size, "HEAD_PAD": head_pad, "BLOCK_SIZE": kv_cache.shape[2],
+         "BLOCK_H": block_h},
+        _launch_options(config, entry),
     )
 
 
@@ -306,14 +308,6 @@ def _softcap(s, softcap):
     return softcap * tl.where(x < 0, -t, t)
 
 
-_ATTENTION_HEURISTICS = {
-    "USE_SINKS": lambda args: args["sinks_ptr"] is not None,
-    "USE_SOFTCAP": lambda args: args["softcap"] > 0,
-    "USE_SLIDING_WINDOW": lambda args: args["sliding_window"] > 0,
-}
-
-
-@triton.heuristics(_ATTENTION_HEURISTICS)
 @triton.jit
 def paged_attention_unified_kernel(
     query_ptr, kv_cache_ptr, out_ptr,
@@ -413,8 +407,9 @@ def paged_attention_unified_kernel(
              mask=row_valid[:, None] & dim_valid[None, :])
 
 
-@triton.heuristics({"USE_SLIDING_WINDOW": _ATTENTION_HEURISTICS["USE_SLIDING_WINDOW"],
-                    "USE_SOFTCAP": _ATTENTION_HEURISTICS["USE_SOFTCAP"]})
+_launch_unified = CachedLaunch(paged_attention_unified_kernel)
+
+
 @triton.jit
 def paged_attention_split_kv_kernel(
     query_ptr, kv_cache_ptr,
@@ -493,7 +488,9 @@ def paged_attention_split_kv_kernel(
              mask=row_valid[:, None])
 
 
-@triton.heuristics({"USE_SINKS": _ATTENTION_HEURISTICS["USE_SINKS"]})
+_launch_split_kv = CachedLaunch(paged_attention_split_kv_kernel)
+
+
 @triton.jit
 def paged_attention_reduce_kernel(
     out_ptr, partial_acc_ptr, partial_max_ptr, partial_sum_ptr,
@@ -532,6 +529,9 @@ def paged_attention_reduce_kernel(
     out = tl.sum(acc * weight[:, None], axis=0) / denominator
     tl.store(out_ptr + q_start.to(tl.int64) * stride_ot + q_head * stride_oh + dims,
              out.to(out_ptr.dtype.element_ty), mask=dims < HEAD_SIZE)
+
+
+_launch_split_kv_reduce = CachedLaunch(paged_attention_reduce_kernel)
 
 
 def paged_attention(
@@ -647,8 +647,9 @@ def paged_attention(
     # fp32 models: full fp32 products (no TF32) so results match the reference.
     dot_precision = "ieee" if query.dtype == torch.float32 else "tf32"
     window = sliding_window or 0
-    cache_strides = (kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
-                     kv_cache.stride(3))
+    scale, softcap = float(scale), float(softcap)
+    cache_strides = kv_cache.stride()[:4]
+    query_strides, out_strides = query.stride()[:2], out.stride()[:2]
 
     split_entry = config["split_kv"]
     if (max_query_len == 1 and max_seq_len >= split_entry["min_seq_len"]
@@ -661,23 +662,26 @@ def paged_attention(
         partial_max = torch.empty((num_seqs, num_q_heads, num_splits),
                                   dtype=torch.float32, device=query.device)
         partial_sum = torch.empty_like(partial_max)
-        paged_attention_split_kv_kernel[(num_seqs, num_kv_heads, num_splits)](
-            query, kv_cache, partial_acc, partial_max, partial_sum,
-            query_start_loc, seq_lens, block_table,
-            num_splits, scale, softcap, window,
-            query.stride(0), query.stride(1),
-            *cache_strides, block_table.stride(0),
-            Q_PER_KV=q_per_kv, HEAD_SIZE=head_size, HEAD_PAD=head_pad,
-            BLOCK_SIZE=block_size, BLOCK_M=dot_block(q_per_kv),
-            TILE_N=split_entry["tile_n"][head_pad], DOT_PRECISION=dot_precision,
-            **_launch_options(config, split_entry),
+        _launch_split_kv(
+            (num_seqs, num_kv_heads, num_splits),
+            (query, kv_cache, partial_acc, partial_max, partial_sum,
+             query_start_loc, seq_lens, block_table),
+            (num_splits, scale, softcap, window, *query_strides, *cache_strides,
+             block_table.stride(0)),
+            {"Q_PER_KV": q_per_kv, "HEAD_SIZE": head_size, "HEAD_PAD": head_pad,
+             "BLOCK_SIZE": block_size, "BLOCK_M": dot_block(q_per_kv),
+             "TILE_N": split_entry["tile_n"][head_pad], "DOT_PRECISION": dot_precision,
+             "USE_SOFTCAP": softcap > 0, "USE_SLIDING_WINDOW": window > 0},
+            _launch_options(config, split_entry),
         )
-        paged_attention_reduce_kernel[(num_seqs, num_q_heads)](
-            out, partial_acc, partial_max, partial_sum, query_start_loc, sinks,
-            num_splits, out.stride(0), out.stride(1),
-            HEAD_SIZE=head_size, HEAD_PAD=head_pad,
-            SPLITS_PAD=next_power_of_2(split_entry["max_splits"]),
-            **_launch_options(config, config["reduce"]),
+        _launch_split_kv_reduce(
+            (num_seqs, num_q_heads),
+            (out, partial_acc, partial_max, partial_sum, query_start_loc, sinks),
+            (num_splits, *out_strides),
+            {"HEAD_SIZE": head_size, "HEAD_PAD": head_pad,
+             "SPLITS_PAD": next_power_of_2(split_entry["max_splits"]),
+             "USE_SINKS": sinks is not None},
+            _launch_options(config, config["reduce"]),
         )
         return out
 
@@ -689,15 +693,17 @@ def paged_attention(
     # Sequence i's first query block is query_start_loc[i] // block_q + i, so
     # T // block_q + B blocks cover every sequence (see the kernel docstring).
     grid = (num_tokens // block_q + num_seqs, num_kv_heads)
-    paged_attention_unified_kernel[grid](
-        query, kv_cache, out, query_start_loc, seq_lens, block_table, sinks,
-        num_seqs, scale, softcap, window,
-        query.stride(0), query.stride(1), out.stride(0), out.stride(1),
-        *cache_strides, block_table.stride(0),
-        Q_PER_KV=q_per_kv, HEAD_SIZE=head_size, HEAD_PAD=head_pad,
-        BLOCK_SIZE=block_size, BLOCK_M=block_m, BLOCK_Q=block_q,
-        TILE_N=entry["tile_n"][head_pad], DOT_PRECISION=dot_precision,
-        **_launch_options(config, entry),
+    _launch_unified(
+        grid,
+        (query, kv_cache, out, query_start_loc, seq_lens, block_table, sinks),
+        (num_seqs, scale, softcap, window,
+         *query_strides, *out_strides, *cache_strides, block_table.stride(0)),
+        {"Q_PER_KV": q_per_kv, "HEAD_SIZE": head_size, "HEAD_PAD": head_pad,
+         "BLOCK_SIZE": block_size, "BLOCK_M": block_m, "BLOCK_Q": block_q,
+         "TILE_N": entry["tile_n"][head_pad], "DOT_PRECISION": dot_precision,
+         "USE_SINKS": sinks is not None, "USE_SOFTCAP": softcap > 0,
+         "USE_SLIDING_WINDOW": window > 0},
+        _launch_options(config, entry),
     )
     return out
 

@@ -59,7 +59,13 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import FLAG_DTYPES, INDEX_DTYPES, SUPPORTED_DTYPES, check_vector
+from vllm_xpu_hybrid.ops.checks import (
+    FLAG_DTYPES,
+    INDEX_DTYPES,
+    SUPPORTED_DTYPES,
+    check_vector,
+    launch_config,
+)
 from vllm_xpu_hybrid.ops.launch import cdiv, next_power_of_2
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -342,7 +348,7 @@ def _check_dtype(name: str, t: torch.Tensor) -> None:
 
 
 def _check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None:
-    if tuple(t.shape) != expected:
+    if t.shape != expected:
         raise ValueError(f"{name}: expected shape {expected} ({what}), got {tuple(t.shape)}")
 
 
@@ -397,10 +403,7 @@ def selective_scan(
     Returns out (x.dtype unless given):
     y = (s @ C + D * x) * silu(z), per token and channel.
     """
-    if x.device.type not in LAUNCH_CONFIGS:
-        raise ValueError(
-            f"x: device type {x.device.type!r} unsupported; accepted: {sorted(LAUNCH_CONFIGS)}"
-        )
+    cfg = launch_config(LAUNCH_CONFIGS, "x", x)
     for name, t in (("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C), ("ssm_states", ssm_states)):
         _check_dtype(name, t)
     if x.dim() != 2:
@@ -424,7 +427,7 @@ def selective_scan(
         if t is not None:
             _check_dtype(name, t)
             _check_shape(name, t, (dim,), "[dim]")
-    if ssm_states.dim() != 3 or tuple(ssm_states.shape[1:]) != (dim, dstate):
+    if ssm_states.dim() != 3 or ssm_states.shape[1:] != (dim, dstate):
         raise ValueError(
             f"ssm_states: expected [num_slots, dim={dim}, dstate={dstate}], "
             f"got shape {tuple(ssm_states.shape)}"
@@ -435,7 +438,6 @@ def selective_scan(
     check_vector("state_indices", state_indices, num_seqs, INDEX_DTYPES)
     check_vector("query_start_loc", query_start_loc, num_seqs + 1, INDEX_DTYPES)
     check_vector("has_initial_state", has_initial_state, num_seqs, FLAG_DTYPES)
-    cfg = LAUNCH_CONFIGS[x.device.type]
     chunk_size = cfg["CHUNK"] if chunk_size is None else chunk_size
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: {chunk_size!r} unsupported; accepted: an int >= 1")

@@ -41,8 +41,8 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
-from vllm_xpu_hybrid.ops.launch import cdiv, check_grid_dim, next_power_of_2
+from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES, check_vector, launch_config
+from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, check_grid_dim, next_power_of_2
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -159,16 +159,19 @@ def _selective_state_update_kernel(
              y.to(out_ptr.dtype.element_ty), mask=p_ok)
 
 
+_launch_state_update = CachedLaunch(_selective_state_update_kernel)
+
+
 def _per_head_strides(name: str, t: torch.Tensor | None, nheads: int, headdim: int) -> tuple[int, int]:
     """(head, headdim) strides of a [nheads] or [nheads, headdim] tensor."""
     if t is None:
         return 0, 0
     if t.dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
-    if tuple(t.shape) == (nheads,):
+    if t.shape == (nheads,):
         return t.stride(0), 0
-    if tuple(t.shape) == (nheads, headdim):
-        return t.stride(0), t.stride(1)
+    if t.shape == (nheads, headdim):
+        return t.stride()
     raise ValueError(
         f"{name}: expected shape ({nheads},) or ({nheads}, {headdim}), got {tuple(t.shape)}"
     )
@@ -200,10 +203,7 @@ def selective_state_update(
     z: [B, nheads, headdim] or None; out: optional [B, nheads, headdim].
     Returns out (x.dtype unless given): y = (s' @ C + D * x) * silu(z).
     """
-    if x.device.type not in LAUNCH_CONFIGS:
-        raise ValueError(
-            f"x: device type {x.device.type!r} unsupported; accepted: {sorted(LAUNCH_CONFIGS)}"
-        )
+    cfg = launch_config(LAUNCH_CONFIGS, "x", x)
     for name, t in (("ssm_states", ssm_states), ("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C)):
         if t.dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
@@ -217,24 +217,24 @@ def selective_state_update(
         raise ValueError(f"B: ngroups={ngroups} must divide nheads={nheads}")
     if C.shape != B.shape:
         raise ValueError(f"C: expected shape {tuple(B.shape)} (same as B), got {tuple(C.shape)}")
-    if ssm_states.dim() != 4 or tuple(ssm_states.shape[1:]) != (nheads, headdim, dstate):
+    if ssm_states.dim() != 4 or ssm_states.shape[1:] != (nheads, headdim, dstate):
         raise ValueError(
             f"ssm_states: expected [num_slots, nheads={nheads}, headdim={headdim}, "
             f"dstate={dstate}], got shape {tuple(ssm_states.shape)}"
         )
-    if tuple(dt.shape) == (batch, nheads):
-        dt_strides = (dt.stride(0), dt.stride(1), 0)
-    elif tuple(dt.shape) == (batch, nheads, headdim):
-        dt_strides = (dt.stride(0), dt.stride(1), dt.stride(2))
+    if dt.shape == (batch, nheads):
+        dt_strides = (*dt.stride(), 0)
+    elif dt.shape == (batch, nheads, headdim):
+        dt_strides = dt.stride()
     else:
         raise ValueError(
             f"dt: expected shape ({batch}, {nheads}) or ({batch}, {nheads}, {headdim}), "
             f"got {tuple(dt.shape)}"
         )
-    if tuple(A.shape) == (nheads,):
+    if A.shape == (nheads,):
         A_strides, a_per_state = (A.stride(0), 0, 0), False
-    elif tuple(A.shape) == (nheads, headdim, dstate):
-        A_strides, a_per_state = (A.stride(0), A.stride(1), A.stride(2)), True
+    elif A.shape == (nheads, headdim, dstate):
+        A_strides, a_per_state = A.stride(), True
     else:
         raise ValueError(
             f"A: expected shape ({nheads},) or ({nheads}, {headdim}, {dstate}), got {tuple(A.shape)}"
@@ -247,33 +247,27 @@ def selective_state_update(
                 f"{name}: expected shape {tuple(x.shape)} and dtype in {SUPPORTED_DTYPES}, "
                 f"got {tuple(t.shape)} {t.dtype}"
             )
-    if (state_indices.dtype not in INDEX_DTYPES or tuple(state_indices.shape) != (batch,)
-            or (batch > 1 and state_indices.stride(0) != 1)):
-        raise ValueError(
-            f"state_indices: expected a contiguous tensor of shape ({batch},) and dtype in "
-            f"{INDEX_DTYPES}, got shape {tuple(state_indices.shape)} stride "
-            f"{tuple(state_indices.stride())} {state_indices.dtype}"
-        )
+    check_vector("state_indices", state_indices, batch, INDEX_DTYPES)
     check_grid_dim("x", batch, "decode rows", "lower vLLM's max_num_seqs")
     if out is None:
         out = torch.empty_like(x)
     if batch == 0:
         return out
 
-    cfg = LAUNCH_CONFIGS[x.device.type]
     layout_cfg = cfg["per_state_A" if a_per_state else "per_head_A"]
     block_n = next_power_of_2(dstate)
     tile_rows = layout_cfg["STATE_TILE_BYTES"] // (block_n * ssm_states.element_size())
     block_p = min(max(layout_cfg["BLOCK_P"], tile_rows), next_power_of_2(headdim))
-    z_strides = (z.stride(0), z.stride(1), z.stride(2)) if z is not None else (0, 0, 0)
-    _selective_state_update_kernel[(cdiv(headdim, block_p), nheads, batch)](
-        ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out,
-        headdim, dstate, nheads // ngroups, pad_slot_id, float(dt_limit[0]), float(dt_limit[1]),
-        *ssm_states.stride(), *x.stride(), *dt_strides, *A_strides,
-        *B.stride(), *C.stride(), *D_strides, *z_strides, *bias_strides, *out.stride(),
-        A_PER_STATE=a_per_state, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus,
-        BLOCK_P=block_p, BLOCK_N=block_n,
-        num_warps=layout_cfg["num_warps"], **cfg["compile_options"],
+    z_strides = z.stride() if z is not None else (0, 0, 0)
+    _launch_state_update(
+        (cdiv(headdim, block_p), nheads, batch),
+        (ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out),
+        (headdim, dstate, nheads // ngroups, pad_slot_id, float(dt_limit[0]), float(dt_limit[1]),
+         *ssm_states.stride(), *x.stride(), *dt_strides, *A_strides,
+         *B.stride(), *C.stride(), *D_strides, *z_strides, *bias_strides, *out.stride()),
+        {"A_PER_STATE": a_per_state, "HAS_D": D is not None, "HAS_Z": z is not None,
+         "HAS_DT_BIAS": dt_bias is not None, "DT_SOFTPLUS": dt_softplus,
+         "BLOCK_P": block_p, "BLOCK_N": block_n},
+        {"num_warps": layout_cfg["num_warps"], **cfg["compile_options"]},
     )
     return out

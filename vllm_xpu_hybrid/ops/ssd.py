@@ -65,6 +65,7 @@ from vllm_xpu_hybrid.ops.checks import (
     SUPPORTED_DTYPES,
     check_checkpoints,
     check_vector,
+    launch_config,
 )
 from vllm_xpu_hybrid.ops.launch import cdiv, check_grid_dim, dot_block, next_power_of_2
 
@@ -432,7 +433,7 @@ def _check_dtype(name: str, t: torch.Tensor) -> None:
 
 
 def _check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None:
-    if tuple(t.shape) != expected:
+    if t.shape != expected:
         raise ValueError(f"{name}: expected shape {expected} ({what}), got {tuple(t.shape)}")
 
 
@@ -488,10 +489,7 @@ def ssd_chunk_scan(
     sequence b) is also written to ssm_states[checkpoint_state_indices[b]];
     rows whose index is padding write none.
     """
-    if x.device.type not in LAUNCH_CONFIGS:
-        raise ValueError(
-            f"x: device type {x.device.type!r} unsupported; accepted: {sorted(LAUNCH_CONFIGS)}"
-        )
+    cfg = launch_config(LAUNCH_CONFIGS, "x", x)
     for name, t in (("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C),
                     ("ssm_states", ssm_states), ("out", out)):
         _check_dtype(name, t)
@@ -536,7 +534,7 @@ def ssd_chunk_scan(
     check_checkpoints(
         "checkpoint_chunk_indices", checkpoint_chunk_indices, checkpoint_state_indices, num_seqs
     )
-    if ssm_states.dim() != 4 or tuple(ssm_states.shape[1:]) != (nheads, headdim, dstate):
+    if ssm_states.dim() != 4 or ssm_states.shape[1:] != (nheads, headdim, dstate):
         raise ValueError(
             f"ssm_states: expected [num_slots, nheads={nheads}, headdim={headdim}, "
             f"dstate={dstate}], got shape {tuple(ssm_states.shape)}"
@@ -548,7 +546,6 @@ def ssd_chunk_scan(
         return
 
     dev = x.device
-    cfg = LAUNCH_CONFIGS[dev.type]
     options = cfg["compile_options"]
     # Only fp32 operands read this: exact fp32 products instead of tf32 (fp32
     # models are the small test models, where parity matters more than speed).

@@ -54,7 +54,7 @@ def _force_split_kv(monkeypatch, device: str, enabled: bool) -> None:
     """Make the launcher take (or never take) the split-KV decode path."""
     entry = dict(pa_module.LAUNCH_CONFIGS[device]["split_kv"])
     entry["min_seq_len"] = 1 if enabled else 1 << 30
-    entry["max_programs"] = 1 << 30
+    entry["max_programs"] = dict.fromkeys(entry["max_programs"], 1 << 30)
     monkeypatch.setitem(pa_module.LAUNCH_CONFIGS[device], "split_kv", entry)
 
 
@@ -292,9 +292,9 @@ def test_split_kv_taken_by_default_for_long_decode(device, split_kv_spy):
     _run_and_check(batch, dtype=torch.float32)
     assert split_kv_spy.launches == 1
     # Enough sequences fill the device: the unified kernel is faster there.
-    max_programs = pa_module.LAUNCH_CONFIGS[device]["split_kv"]["max_programs"]
+    max_programs = pa_module.LAUNCH_CONFIGS[device]["split_kv"]["max_programs"][128]
     many = [(1, min_seq_len + 5)] * (max_programs + 1)
-    batch = _make_batch(gen, many, 4, 1, 64, 16, torch.float32, device)
+    batch = _make_batch(gen, many, 4, 1, 128, 16, torch.float32, device)
     _run_and_check(batch, dtype=torch.float32)
     assert split_kv_spy.launches == 1
 

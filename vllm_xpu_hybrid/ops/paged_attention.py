@@ -48,8 +48,12 @@ SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
 #     is taken when every sequence's rows fit in its block_m (short queries).
 #   split_kv: the long-context decode path. It is taken when every query has
 #     one token, max_seq_len >= min_seq_len and the unified grid is small
-#     (num_seqs * num_kv_heads <= max_programs: on the H100, 64 sequences x 8
-#     KV heads at 2k-4k context ran faster unified); each sequence's visible KV
+#     (num_seqs * num_kv_heads <= max_programs, keyed by the padded head
+#     size: on the H100, 64 sequences x 8 KV heads of 128 at 2k-4k context ran
+#     faster unified; on the H200, head size 64 at 4k context split faster at
+#     64 and 256 sequences x 8 KV heads: 154 against 165 µs and 571 against
+#     578 µs, and head size 256 at 256 x 2 ran unified faster: 503 against
+#     576 µs); each sequence's visible KV
 #     range is split into ceil(min(max_seq_len, window) / tokens_per_split)
 #     parts, at most max_splits.
 #   reduce: the merge kernel of the split path.
@@ -63,7 +67,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
                            "num_warps": 4, "num_stages": 2},
         "split_kv": {"tile_n": {64: 64, 128: 64, 256: 32}, "num_warps": 4, "num_stages": 2,
                      "min_seq_len": 1024, "tokens_per_split": 256, "max_splits": 16,
-                     "max_programs": 256},
+                     "max_programs": {64: 4096, 128: 256, 256: 256}},
         "reduce": {"num_warps": 4},
         "cache_write": {"elems": 2048, "num_warps": 4},
         "compile_options": {},
@@ -87,7 +91,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
                            "num_warps": 16, "num_stages": 1},
         "split_kv": {"tile_n": {64: 32, 128: 16, 256: 16}, "num_warps": 16, "num_stages": 1,
                      "min_seq_len": 1024, "tokens_per_split": 256, "max_splits": 16,
-                     "max_programs": 256},
+                     "max_programs": {64: 256, 128: 256, 256: 256}},
         "reduce": {"num_warps": 4},
         "cache_write": {"elems": 2048, "num_warps": 4},
         "compile_options": {"grf_mode": "large"},
@@ -101,7 +105,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
                            "num_warps": 1, "num_stages": 1},
         "split_kv": {"tile_n": {64: 64, 128: 64, 256: 64}, "num_warps": 1, "num_stages": 1,
                      "min_seq_len": 256, "tokens_per_split": 128, "max_splits": 8,
-                     "max_programs": 64},
+                     "max_programs": {64: 64, 128: 64, 256: 64}},
         "reduce": {"num_warps": 1},
         "cache_write": {"elems": 4096, "num_warps": 1},
         "compile_options": {},
@@ -653,7 +657,7 @@ def paged_attention(
 
     split_entry = config["split_kv"]
     if (max_query_len == 1 and max_seq_len >= split_entry["min_seq_len"]
-            and num_seqs * num_kv_heads <= split_entry["max_programs"]):
+            and num_seqs * num_kv_heads <= split_entry["max_programs"][head_pad]):
         visible = min(max_seq_len, window) if window else max_seq_len
         num_splits = max(1, min(split_entry["max_splits"],
                                 cdiv(visible, split_entry["tokens_per_split"])))

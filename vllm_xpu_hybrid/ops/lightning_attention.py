@@ -278,10 +278,6 @@ def _check_qkv_state(
     return num_tokens, nheads, key_dim, value_dim
 
 
-def _strides3(t: torch.Tensor) -> tuple[int, int, int]:
-    return t.stride(0), t.stride(1), t.stride(2)
-
-
 def lightning_attention_prefill(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -334,7 +330,7 @@ def lightning_attention_prefill(
     _lightning_prefill_kernel[(num_seqs, nheads, cdiv(value_dim, block_v))](
         q, k, v, slopes, query_start_loc, states, state_indices, has_initial_state, out,
         key_dim, value_dim, pad_slot_id, slopes.stride(0),
-        *_strides3(q), *_strides3(k), *_strides3(v), *states.stride(), *_strides3(out),
+        *q.stride(), *k.stride(), *v.stride(), *states.stride(), *out.stride(),
         CHUNK=chunk, BLOCK_K=block_k, BLOCK_V=block_v,
         # Only fp32 operands read this: exact fp32 products instead of tf32.
         DOT_PRECISION="ieee",
@@ -376,7 +372,7 @@ def lightning_attention_decode(
         (cdiv(value_dim, block_v), nheads, batch),
         (q, k, v, slopes, states, state_indices, out),
         (key_dim, value_dim, pad_slot_id, slopes.stride(0),
-         *_strides3(q), *_strides3(k), *_strides3(v), *states.stride(), *_strides3(out)),
+         *q.stride(), *k.stride(), *v.stride(), *states.stride(), *out.stride()),
         {"BLOCK_K": next_power_of_2(key_dim), "BLOCK_V": block_v},
         {"num_warps": c["num_warps"], **c["compile_options"]},
     )

@@ -64,6 +64,7 @@ from vllm_xpu_hybrid.ops.checks import (
     INDEX_DTYPES,
     SUPPORTED_DTYPES,
     check_checkpoints,
+    check_dtype,
     check_vector,
     launch_config,
 )
@@ -355,8 +356,7 @@ def _check_common(
     configuration."""
     config = launch_config(LAUNCH_CONFIGS, "x", x)
     for name, t in (("x", x), ("weight", weight), ("conv_states", conv_states)):
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+        check_dtype(name, t)
     if x.dim() != 2:
         raise ValueError(f"x: expected 2 dims, got shape {tuple(x.shape)}")
     dim = x.shape[1]

@@ -11,6 +11,18 @@ INDEX_DTYPES = (torch.int32, torch.int64)
 FLAG_DTYPES = (torch.bool, torch.int32)
 
 
+def check_dtype(name: str, t: torch.Tensor) -> None:
+    """A float operand: one of SUPPORTED_DTYPES."""
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+
+
+def check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None:
+    """t's shape is expected (described as what in the message)."""
+    if t.shape != expected:
+        raise ValueError(f"{name}: expected shape {expected} ({what}), got {tuple(t.shape)}")
+
+
 def launch_config(table: dict[str, dict], name: str, t: torch.Tensor) -> dict:
     """A kernel module's LAUNCH_CONFIGS entry for the device type of t
     (argument name), or a ValueError naming the device types it has."""

@@ -95,6 +95,7 @@ from vllm_xpu_hybrid.ops.checks import (
     FLAG_DTYPES,
     INDEX_DTYPES,
     SUPPORTED_DTYPES,
+    check_dtype,
     check_vector,
     launch_config,
 )
@@ -674,8 +675,7 @@ def gated_delta_rule_chunk_metadata(
 def _check_heads(q, k, v, g, beta, states, out) -> tuple[int, int, int, int, int]:
     """Checks shared by both launchers; returns (rows, H, HV, K, V)."""
     for name, t in (("q", q), ("k", k), ("v", v), ("g", g), ("beta", beta), ("states", states)):
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+        check_dtype(name, t)
     if q.dim() != 3 or k.shape != q.shape:
         raise ValueError(
             f"q, k: expected equal shapes [tokens, num_k_heads, head_k_dim], got "
@@ -891,8 +891,7 @@ def gdn_gating(
     """
     cfg = launch_config(LAUNCH_CONFIGS, "a", a)
     for name, t in (("a", a), ("b", b), ("A_log", A_log), ("dt_bias", dt_bias)):
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+        check_dtype(name, t)
     if a.dim() != 2 or b.shape != a.shape:
         raise ValueError(f"a, b: expected equal shapes [tokens, HV], got {tuple(a.shape)} and {tuple(b.shape)}")
     tokens, heads = a.shape

@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import SUPPORTED_DTYPES, launch_config
+from vllm_xpu_hybrid.ops.checks import check_dtype, launch_config
 from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, next_power_of_2
 
 
@@ -137,8 +137,8 @@ def gated_rmsnorm(
         raise ValueError(f"x: expected [num_tokens, hidden], got shape {tuple(x.shape)}")
     tokens, hidden = x.shape
     for name, t in (("x", x), ("z", z), ("weight", weight), ("out", out)):
-        if t is not None and t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+        if t is not None:
+            check_dtype(name, t)
     for name, t in (("z", z), ("out", out)):
         if t is not None and t.shape != x.shape:
             raise ValueError(f"{name}: expected shape {tuple(x.shape)} (same as x), got {tuple(t.shape)}")

@@ -46,7 +46,6 @@ def check_grid_dim(name: str, count: int, what: str, fix: str) -> None:
         )
 
 
-
 # Triton backends whose specialisation of a launch's arguments is known to be
 # a function of what CachedLaunch keys on: a tensor's dtype and whether its
 # address is a multiple of 16, an integer's value (== 1, multiple of 16,

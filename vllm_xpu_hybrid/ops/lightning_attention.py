@@ -58,7 +58,7 @@ import triton.language as tl
 from vllm_xpu_hybrid.ops.checks import (
     FLAG_DTYPES,
     INDEX_DTYPES,
-    SUPPORTED_DTYPES,
+    check_dtype,
     check_vector,
     launch_config,
 )
@@ -245,8 +245,8 @@ def _check_qkv_state(
     """Shared checks; returns (num_tokens, nheads, key_dim, value_dim)."""
     for name, t in (("q", q), ("k", k), ("v", v), ("slopes", slopes), ("states", states),
                     ("out", out)):
-        if t is not None and t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+        if t is not None:
+            check_dtype(name, t)
     if q.dim() != 3:
         raise ValueError(f"q: expected [num_tokens, nheads, key_dim], got shape {tuple(q.shape)}")
     num_tokens, nheads, key_dim = q.shape

@@ -62,7 +62,8 @@ import triton.language as tl
 from vllm_xpu_hybrid.ops.checks import (
     FLAG_DTYPES,
     INDEX_DTYPES,
-    SUPPORTED_DTYPES,
+    check_dtype,
+    check_shape,
     check_vector,
     launch_config,
 )
@@ -342,16 +343,6 @@ def _chunk_scan_kernel(
             tl.store(page, state.to(ssm_ptr.dtype.element_ty), mask=tile_ok)
 
 
-def _check_dtype(name: str, t: torch.Tensor) -> None:
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
-
-
-def _check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None:
-    if t.shape != expected:
-        raise ValueError(f"{name}: expected shape {expected} ({what}), got {tuple(t.shape)}")
-
-
 def _block_d(limit: int, dim: int, ngroups: int, block_n: int) -> int:
     """Channels per program: the configured limit (for dstate <= 16), scaled
     down for larger states so the state tile keeps its size, no larger than
@@ -405,7 +396,7 @@ def selective_scan(
     """
     cfg = launch_config(LAUNCH_CONFIGS, "x", x)
     for name, t in (("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C), ("ssm_states", ssm_states)):
-        _check_dtype(name, t)
+        check_dtype(name, t)
     if x.dim() != 2:
         raise ValueError(f"x: expected [total_tokens, dim], got shape {tuple(x.shape)}")
     total_tokens, dim = x.shape
@@ -416,17 +407,17 @@ def selective_scan(
     ngroups, dstate = B.shape[1], B.shape[2]
     if ngroups == 0 or dim % ngroups != 0:
         raise ValueError(f"B: ngroups={ngroups} must divide dim={dim}")
-    _check_shape("C", C, tuple(B.shape), "same as B")
-    _check_shape("dt", dt, (total_tokens, dim), "[total_tokens, dim]")
-    _check_shape("A", A, (dim, dstate), "[dim, dstate]")
+    check_shape("C", C, tuple(B.shape), "same as B")
+    check_shape("dt", dt, (total_tokens, dim), "[total_tokens, dim]")
+    check_shape("A", A, (dim, dstate), "[dim, dstate]")
     for name, t in (("z", z), ("out", out)):
         if t is not None:
-            _check_dtype(name, t)
-            _check_shape(name, t, (total_tokens, dim), "[total_tokens, dim]")
+            check_dtype(name, t)
+            check_shape(name, t, (total_tokens, dim), "[total_tokens, dim]")
     for name, t in (("D", D), ("dt_bias", dt_bias)):
         if t is not None:
-            _check_dtype(name, t)
-            _check_shape(name, t, (dim,), "[dim]")
+            check_dtype(name, t)
+            check_shape(name, t, (dim,), "[dim]")
     if ssm_states.dim() != 3 or ssm_states.shape[1:] != (dim, dstate):
         raise ValueError(
             f"ssm_states: expected [num_slots, dim={dim}, dstate={dstate}], "

@@ -41,7 +41,13 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES, check_vector, launch_config
+from vllm_xpu_hybrid.ops.checks import (
+    INDEX_DTYPES,
+    SUPPORTED_DTYPES,
+    check_dtype,
+    check_vector,
+    launch_config,
+)
 from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, check_grid_dim, next_power_of_2
 
 
@@ -185,8 +191,7 @@ def _per_head_strides(name: str, t: torch.Tensor | None, nheads: int, headdim: i
     """(head, headdim) strides of a [nheads] or [nheads, headdim] tensor."""
     if t is None:
         return 0, 0
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+    check_dtype(name, t)
     if t.shape == (nheads,):
         return t.stride(0), 0
     if t.shape == (nheads, headdim):
@@ -224,8 +229,7 @@ def selective_state_update(
     """
     cfg = launch_config(LAUNCH_CONFIGS, "x", x)
     for name, t in (("ssm_states", ssm_states), ("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C)):
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+        check_dtype(name, t)
     if x.dim() != 3:
         raise ValueError(f"x: expected [B, nheads, headdim], got shape {tuple(x.shape)}")
     batch, nheads, headdim = x.shape

@@ -62,8 +62,9 @@ import triton.language as tl
 from vllm_xpu_hybrid.ops.checks import (
     FLAG_DTYPES,
     INDEX_DTYPES,
-    SUPPORTED_DTYPES,
     check_checkpoints,
+    check_dtype,
+    check_shape,
     check_vector,
     launch_config,
 )
@@ -427,16 +428,6 @@ def ssd_chunk_metadata(
 
 
 
-def _check_dtype(name: str, t: torch.Tensor) -> None:
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
-
-
-def _check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None:
-    if t.shape != expected:
-        raise ValueError(f"{name}: expected shape {expected} ({what}), got {tuple(t.shape)}")
-
-
 def _block(limit: int, size: int) -> int:
     """Tile size: the configured limit, no larger than size padded to a power
     of two, and at least 16 (tl.dot)."""
@@ -492,7 +483,7 @@ def ssd_chunk_scan(
     cfg = launch_config(LAUNCH_CONFIGS, "x", x)
     for name, t in (("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C),
                     ("ssm_states", ssm_states), ("out", out)):
-        _check_dtype(name, t)
+        check_dtype(name, t)
     if x.dim() != 3:
         raise ValueError(f"x: expected [total_tokens, nheads, headdim], got shape {tuple(x.shape)}")
     total_tokens, nheads, headdim = x.shape
@@ -505,19 +496,19 @@ def ssd_chunk_scan(
         raise ValueError(f"B: ngroups={ngroups} must divide nheads={nheads}")
     if B.dtype != x.dtype or C.dtype != x.dtype:
         raise ValueError(f"B, C: dtype must equal x.dtype={x.dtype}, got {B.dtype}, {C.dtype}")
-    _check_shape("C", C, tuple(B.shape), "same as B")
-    _check_shape("dt", dt, (total_tokens, nheads), "[total_tokens, nheads]")
-    _check_shape("A", A, (nheads,), "[nheads]")
-    _check_shape("out", out, tuple(x.shape), "same as x")
+    check_shape("C", C, tuple(B.shape), "same as B")
+    check_shape("dt", dt, (total_tokens, nheads), "[total_tokens, nheads]")
+    check_shape("A", A, (nheads,), "[nheads]")
+    check_shape("out", out, tuple(x.shape), "same as x")
     if D is not None:
-        _check_dtype("D", D)
+        check_dtype("D", D)
         if tuple(D.shape) not in ((nheads,), (nheads, headdim)):
             raise ValueError(
                 f"D: expected shape ({nheads},) or ({nheads}, {headdim}), got {tuple(D.shape)}"
             )
     if dt_bias is not None:
-        _check_dtype("dt_bias", dt_bias)
-        _check_shape("dt_bias", dt_bias, (nheads,), "[nheads]")
+        check_dtype("dt_bias", dt_bias)
+        check_shape("dt_bias", dt_bias, (nheads,), "[nheads]")
     if chunk_size < 16 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size: {chunk_size} unsupported; accepted: powers of two >= 16")
     if state_indices.dim() != 1 or cu_chunk_seqlens.dim() != 1 or cu_chunk_seqlens.shape[0] < 1:

@@ -46,10 +46,11 @@ from vllm_xpu_hybrid.cli import main
 
 
 class FakeTimer:
-    """Calls each implementation once and reports fixed times per name."""
+    """Calls each implementation once and reports fixed times per name (a
+    same-size copy takes 16 µs unless told otherwise)."""
 
     def __init__(self, device_us: dict[str, float]):
-        self.device_us = device_us
+        self.device_us = {"copy": 16.0, **device_us}
         self.timed: list[str] = []
 
     def measure(self, impl, fn):
@@ -198,7 +199,7 @@ def test_runner_checks_before_timing_and_writes_reports(tmp_path):
                  log=lambda line: None)
 
     # Wrong outputs are never timed; a missing kernel skips its family.
-    assert timer.timed == ["plugin", "good peer"] * 2
+    assert timer.timed == ["plugin", "good peer", "copy"] * 2
     by_family = {}
     for case in report["cases"]:
         by_family.setdefault(case["family"], []).append(case)
@@ -221,6 +222,8 @@ def test_runner_checks_before_timing_and_writes_reports(tmp_path):
     # 4 elements x 8 kB in 10 µs = 3.2 GB/s, over a 1 GB/s copy.
     assert plugin["rates"]["bytes"] == pytest.approx(3.2)
     assert plugin["roofline"] == {"fraction": pytest.approx(3.2), "resource": "bytes"}
+    # The same 32 kB copied (16 kB read, 16 kB written) in 16 µs: 2 GB/s.
+    assert ok["same_size_copy_gbps"] == pytest.approx(2.0)
     assert len(saved) == 2 + 2 + 1  # after every case, and after the skipped family
 
     paths = write_all(report, tmp_path)
@@ -228,7 +231,7 @@ def test_runner_checks_before_timing_and_writes_reports(tmp_path):
     assert json.loads((tmp_path / JSON_NAME).read_text())["cases"] == report["cases"]
     text = (tmp_path / MARKDOWN_NAME).read_text()
     assert ("| toy_ok | n=4 | Toy | good peer | 25.0 | 24.5–28.0 | 8.0 | 1.3 GB/s | 128% (bytes) "
-            "| 2.50× |") in text
+            "| 200% | 2.50× |") in text
     assert "family `toy_missing` (2 cases) skipped" in text
     assert "`toy_wrong` n=8: wrong: plugin output differs" in text
     assert "peer wrong peer not timed in 2 case(s), e.g. n=4: output differs" in text

@@ -234,7 +234,10 @@ def _ssd_cases() -> Iterator[Case]:
 
 
 def _selective_state_update_cases() -> Iterator[Case]:
-    from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
+    from vllm_xpu_hybrid.ops.selective_state_update import (
+        selective_state_update,
+        selective_state_update_per_channel,
+    )
 
     def mamba2(shape: Mamba2Shape) -> Callable[[], object]:
         def run() -> None:
@@ -249,16 +252,14 @@ def _selective_state_update_cases() -> Iterator[Case]:
         return run
 
     def mamba1(d_inner: int, dstate: int) -> Callable[[], object]:
-        # Mamba-1 through the one-head view described in the module docstring.
         def run() -> None:
             rows = DECODE_BATCH
-            selective_state_update(
-                _meta(STATE_SLOTS, d_inner, dstate).unsqueeze(1),
-                _meta(rows, 1, d_inner), _meta(rows, 1, d_inner),
-                _meta(1, d_inner, dstate, dtype=torch.float32),
-                _meta(rows, 1, dstate), _meta(rows, 1, dstate), _index(rows),
-                D=_meta(1, d_inner), z=_meta(rows, 1, d_inner), dt_bias=_meta(1, d_inner),
-                dt_softplus=True, out=_meta(rows, 1, d_inner),
+            selective_state_update_per_channel(
+                _meta(STATE_SLOTS, d_inner, dstate), _meta(rows, d_inner), _meta(rows, d_inner),
+                _meta(d_inner, dstate, dtype=torch.float32),
+                _meta(rows, dstate), _meta(rows, dstate), _index(rows),
+                D=_meta(d_inner), z=_meta(rows, d_inner), dt_bias=_meta(d_inner),
+                dt_softplus=True, out=_meta(rows, d_inner),
             )
         return run
 

@@ -12,7 +12,7 @@ import torch
 from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops.causal_conv1d import causal_conv1d_update, causal_conv1d_varlen
 from vllm_xpu_hybrid.ops.selective_scan import selective_scan
-from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
+from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update_per_channel
 
 TOLERANCES = {
     torch.float32: {"atol": 1e-4, "rtol": 1e-4},
@@ -196,8 +196,8 @@ def test_continued_prefill_equals_one_prefill(device):
 ])
 def test_prefill_then_decode_equals_one_prefill(device, dtype, state_dtype):
     """A Mamba-1 layer's conv + SSM path: prefill P tokens, then N decode
-    steps (conv update + selective state update on the per-channel state,
-    through the views the layer uses) equals one prefill of P + N."""
+    steps (conv update + the per-channel state update the layer calls)
+    equals one prefill of P + N."""
     _skip_unsupported(device, dtype, state_dtype)
     gen = torch.Generator().manual_seed(31)
     dim, dstate, width, prompt, steps = 48, 16, 4, 19, 4
@@ -226,11 +226,10 @@ def test_prefill_then_decode_equals_one_prefill(device, dtype, state_dtype):
     for t in range(prompt, total):
         h = causal_conv1d_update(x[t : t + 1], conv_steps, conv_w, conv_b, idx, "silu")
         rows = slice(t, t + 1)
-        outs.append(selective_state_update(
-            ssm_steps.unsqueeze(1), h.unsqueeze(1), dt[rows].unsqueeze(1), A.unsqueeze(0),
-            B[rows], C[rows], idx, D=D.unsqueeze(0), z=z[rows].unsqueeze(1),
-            dt_bias=dt_bias.unsqueeze(0), dt_softplus=True,
-        ).squeeze(1))
+        outs.append(selective_state_update_per_channel(
+            ssm_steps, h, dt[rows], A, B[rows, 0], C[rows, 0], idx, D=D, z=z[rows],
+            dt_bias=dt_bias, dt_softplus=True,
+        ))
     tol = _loosest(dtype, state_dtype)
     torch.testing.assert_close(torch.cat(outs), out_whole, **tol)
     torch.testing.assert_close(ssm_steps, ssm_whole, **tol)

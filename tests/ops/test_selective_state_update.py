@@ -9,7 +9,10 @@ import torch
 
 from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops.launch import MAX_GRID_YZ
-from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
+from vllm_xpu_hybrid.ops.selective_state_update import (
+    selective_state_update,
+    selective_state_update_per_channel,
+)
 
 TOLERANCES = {
     torch.float32: {"atol": 1e-4, "rtol": 1e-4},
@@ -104,11 +107,11 @@ def test_vllm_expanded_views(device):
     (torch.float16, torch.float16),
     (torch.bfloat16, torch.bfloat16),
 ])
-def test_mamba1_layout_through_views(device, dtype, state_dtype):
-    """Mamba-1's per-channel state [slots, d_inner, dstate] is one head of
-    headdim d_inner, with per-channel dt and a per-element A, as
-    HybridMambaMixer passes it: x, z column slices of one projection, B, C
-    column slices of another; a row padded with the null block (slot 0)
+def test_mamba1_per_channel_layout(device, dtype, state_dtype):
+    """Mamba-1's per-channel state [slots, d_inner, dstate], per-channel dt
+    and a per-element A, as HybridMambaMixer passes them: x, z column slices
+    of one projection, B, C column slices of another; the reference runs it
+    as one head of headdim d_inner. A row padded with the null block (slot 0)
     leaves page 0 bit-identical."""
     _skip_unsupported(device, dtype, state_dtype)
     gen = torch.Generator().manual_seed(4)
@@ -125,10 +128,17 @@ def test_mamba1_layout_through_views(device, dtype, state_dtype):
     D = torch.randn(d_inner, generator=gen).to(device)
     dt_bias = torch.randn(d_inner, generator=gen).to(device)
     idx = torch.tensor([4, 0, 2, 1], dtype=torch.int32, device=device)
-    _check(states.unsqueeze(1), idx,
-           (x.unsqueeze(1), dt.unsqueeze(1), A.unsqueeze(0), B.unsqueeze(1), C.unsqueeze(1)),
-           dict(D=D.unsqueeze(0), z=z.unsqueeze(1), dt_bias=dt_bias.unsqueeze(0), dt_softplus=True),
-           dtype, state_dtype, pad_slot_id=0)
+    expected_states = states.cpu().clone().unsqueeze(1)
+    expected = ref.selective_state_update_reference(
+        expected_states, x.cpu().unsqueeze(1), dt.cpu().unsqueeze(1), A.cpu().unsqueeze(0),
+        B.cpu().unsqueeze(1), C.cpu().unsqueeze(1), idx.cpu(), pad_slot_id=0,
+        D=D.cpu().unsqueeze(0), z=z.cpu().unsqueeze(1), dt_bias=dt_bias.cpu().unsqueeze(0),
+        dt_softplus=True,
+    )[:, 0]
+    out = selective_state_update_per_channel(states, x, dt, A, B, C, idx, D=D, z=z,
+                                             dt_bias=dt_bias, dt_softplus=True, pad_slot_id=0)
+    torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[dtype])
+    torch.testing.assert_close(states.cpu(), expected_states[:, 0], **_loosest(dtype, state_dtype))
     assert torch.equal(states[[0, 3]], before[[0, 3]])
 
 
@@ -198,6 +208,29 @@ def test_bad_arguments(device):
                                torch.zeros(2, 2, dtype=torch.int32, device=device)[:, 0])
     with pytest.raises(ValueError, match="x: dtype"):
         selective_state_update(states, x.to(torch.int64), dt, A, B, C, idx)
+
+
+def test_per_channel_bad_arguments(device):
+    x, dt, z = (torch.zeros(2, 16, device=device) for _ in range(3))
+    A, B, C = torch.zeros(16, 8, device=device), torch.zeros(2, 8, device=device), torch.zeros(2, 8, device=device)
+    states = torch.zeros(3, 16, 8, device=device)
+    idx = torch.tensor([0, 1], dtype=torch.int32, device=device)
+    with pytest.raises(ValueError, match=r"x: expected \[B, dim\]"):
+        selective_state_update_per_channel(states, x[:, None], dt, A, B, C, idx)
+    with pytest.raises(ValueError, match=r"A: expected shape \(16, 8\) \(\[dim, dstate\]\)"):
+        selective_state_update_per_channel(states, x, dt, A[:, :4], B, C, idx)
+    with pytest.raises(ValueError, match=r"C: expected shape"):
+        selective_state_update_per_channel(states, x, dt, A, B, C[:1], idx)
+    with pytest.raises(ValueError, match=r"ssm_states: expected \[num_slots, dim=16, dstate=8\]"):
+        selective_state_update_per_channel(states[:, :8], x, dt, A, B, C, idx)
+    with pytest.raises(ValueError, match=r"dt_bias: expected shape \(16,\)"):
+        selective_state_update_per_channel(states, x, dt, A, B, C, idx,
+                                           dt_bias=torch.zeros(1, 16, device=device))
+    with pytest.raises(ValueError, match="z: expected shape"):
+        selective_state_update_per_channel(states, x, dt, A, B, C, idx, z=z[:1])
+    with pytest.raises(ValueError, match="D: dtype"):
+        selective_state_update_per_channel(states, x, dt, A, B, C, idx,
+                                           D=torch.zeros(16, dtype=torch.int32, device=device))
 
 
 def test_too_many_rows_is_refused(device):

@@ -47,8 +47,10 @@ def _header_lines(report: dict[str, Any]) -> list[str]:
          f"exponentials over {exp_peak}; the roofline column is the largest of these "
          "fractions, with its resource. Device times: median and 20th-80th percentile of "
          "repetitions that each start after a cache flush. Host µs/call: one eager call's wall "
-         "time with the device idle. Plugin speed-up: the peer's median over the plugin's "
-         "(> 1: the plugin is faster)."),
+         "time with the device idle. Same-size copy: a device copy moving the case's bytes "
+         "(at most the roofline copy's), as a fraction of the copy bandwidth: what moving "
+         "those bytes alone reaches at that size. Plugin speed-up: the peer's median over "
+         "the plugin's (> 1: the plugin is faster)."),
     ]
     if resumed:
         lines += ["", f"Resumed: {resumed['cases']} cases kept from the run of {resumed['date']}."]
@@ -59,12 +61,14 @@ def markdown(report: dict[str, Any], chart: str | None = None) -> str:
     """The Markdown report: header (with the chart image file, if any),
     results table, what did not run and why, and the counting rules."""
     columns = ("family", "case", "models", "implementation", "median µs", "p20–p80 µs",
-               "host µs/call", "rate", "roofline", "plugin speed-up")
+               "host µs/call", "rate", "roofline", "same-size copy", "plugin speed-up")
     lines = ["# Kernel benchmark", "", *([f"![speed-up]({chart})", ""] if chart else []),
              *_header_lines(report), "",
              "| " + " | ".join(columns) + " |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for case in report["cases"]:
+        copy = case.get("same_size_copy_gbps")
+        copy_cell = f"{100 * copy / report['copy_gbps']:.0f}%" if copy else ""
         for row in case["results"]:
             roof = row.get("roofline")
             speedup = row.get("plugin_speedup")
@@ -72,7 +76,8 @@ def markdown(report: dict[str, Any], chart: str | None = None) -> str:
                 f"| {case['family']} | {case['label']} | {', '.join(case['models'])} | {row['impl']} "
                 f"| {row['median_us']:.1f} | {row['p20_us']:.1f}–{row['p80_us']:.1f} "
                 f"| {row['host_us']:.1f} | {_fmt_rate(row, roof and roof['resource'])} "
-                f"| {_fmt_roofline(row)} | {'' if speedup is None else f'{speedup:.2f}×'} |"
+                f"| {_fmt_roofline(row)} | {copy_cell} "
+                f"| {'' if speedup is None else f'{speedup:.2f}×'} |"
             )
 
     not_run = []

@@ -3,7 +3,9 @@
 
 A case whose plugin output differs from the reference is reported wrong and
 nothing of it is timed; a peer whose output differs is reported and not
-timed. Results go into one JSON-ready dict (see report.py), saved after
+timed. A timed case that moves bytes also times a device copy of as many
+bytes (up to the roofline copy's), the most a kernel that only moved them
+would reach at that size. Results go into one JSON-ready dict (see report.py), saved after
 every case so an interrupted run keeps what it measured.
 """
 
@@ -29,7 +31,13 @@ from vllm_xpu_hybrid.bench.registry import (
     roofline,
 )
 from vllm_xpu_hybrid.bench.shapes import ShapeSet
-from vllm_xpu_hybrid.bench.timing import Timer, gpu_module, summarise
+from vllm_xpu_hybrid.bench.timing import (
+    COPY_BYTES,
+    Timer,
+    copy_bandwidth_gbps,
+    gpu_module,
+    summarise,
+)
 
 PLUGIN = "plugin"
 
@@ -103,6 +111,10 @@ def _check_and_time(case: Case, family: Family, ctx: BuildContext, timer: Timer,
             continue
         measured = timer.measure(impl.name, impl.call)
         record["results"].append(_timing(case, impl.name, measured, peaks))
+    if case.work.bytes:
+        # What moving the case's bytes and nothing else reaches at this size.
+        record["same_size_copy_gbps"] = copy_bandwidth_gbps(
+            timer, ctx.device, min(int(case.work.bytes), COPY_BYTES))
 
 
 def run_case(case: Case, family: Family, ctx: BuildContext, timer: Timer,

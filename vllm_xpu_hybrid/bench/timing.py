@@ -49,6 +49,9 @@ DEVICE_PEAKS: tuple[tuple[str, float, float], ...] = (
 # does not report, hence 1 GiB on XPU).
 FLUSH_BYTES = {"cuda": 256 << 20, "xpu": 1 << 30}
 
+# Bytes read plus written by the copy whose bandwidth is the roofline.
+COPY_BYTES = 2 << 30
+
 # Calls, host calls and repetitions for a call longer than the target, and
 # the longest device spin before a repetition (µs).
 LONG_CALL_REPS = 3
@@ -180,9 +183,10 @@ class DeviceTimer:
         return Measurement(device_us, host_us)
 
 
-def copy_bandwidth_gbps(timer: Timer, device: str) -> float:
-    """Device-to-device copy of 1 GiB, counting bytes read plus written."""
-    src = torch.empty(1 << 30, dtype=torch.uint8, device=device)
+def copy_bandwidth_gbps(timer: Timer, device: str, nbytes: int = COPY_BYTES) -> float:
+    """GB/s of a device-to-device copy moving ``nbytes`` (read plus written:
+    a copy of nbytes / 2; by default 1 GiB copied, the roofline's copy)."""
+    src = torch.empty(nbytes // 2, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     median = statistics.median(timer.measure("copy", lambda: dst.copy_(src)).device_us)
     return 2 * src.numel() / (median * 1e-6) / 1e9

@@ -7,8 +7,8 @@ vLLM 0.32's ``MambaMixer.forward(hidden_states, output)`` calls the custom op
 ``layer.forward_impl(hidden_states, output)``: in-projection, conv, SSM,
 out-projection. This subclass overrides ``forward_impl`` only: prefill tokens
 through ``causal_conv1d_varlen`` and ``selective_scan``, decode tokens through
-``causal_conv1d_update`` and ``selective_state_update`` (Mamba-1's
-per-channel state viewed as one head whose headdim is the channel count; see
+``causal_conv1d_update`` and ``selective_state_update_per_channel`` (the
+state update's kernel on Mamba-1's per-channel state; see
 ops/selective_state_update.py). vLLM's ``_ssm_transform`` (x_proj, the
 FalconMamba/Jamba RMS norms of dt, B and C, dt_proj without its bias) is
 reused as is. Tokens stay token-major throughout: vLLM transposes to
@@ -46,7 +46,7 @@ from vllm_xpu_hybrid.ops.causal_conv1d import (
     causal_conv1d_varlen,
 )
 from vllm_xpu_hybrid.ops.selective_scan import selective_scan
-from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
+from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update_per_channel
 
 
 class HybridMambaMixer(MambaMixer):
@@ -139,20 +139,19 @@ class HybridMambaMixer(MambaMixer):
                 pad_slot_id=PAD_SLOT_ID,
             )
         if num_decode:
-            # One head of headdim = channels: [rows, 1, channels] views.
-            selective_state_update(
-                ssm_state.unsqueeze(1),
-                conv_out[:num_decode].unsqueeze(1),
-                dt[:num_decode].unsqueeze(1),
-                self.A.unsqueeze(0),
-                B[:num_decode].unsqueeze(1),
-                C[:num_decode].unsqueeze(1),
+            selective_state_update_per_channel(
+                ssm_state,
+                conv_out[:num_decode],
+                dt[:num_decode],
+                self.A,
+                B[:num_decode],
+                C[:num_decode],
                 decode_slots,
-                D=self.D.unsqueeze(0),
-                z=gate[:num_decode].unsqueeze(1),
-                dt_bias=None if dt_bias is None else dt_bias.unsqueeze(0),
+                D=self.D,
+                z=gate[:num_decode],
+                dt_bias=dt_bias,
                 dt_softplus=True,
-                out=y[:num_decode].unsqueeze(1),
+                out=y[:num_decode],
                 pad_slot_id=PAD_SLOT_ID,
             )
 

@@ -21,11 +21,12 @@ Layouts (the Mamba-2 heads x groups layout):
   headdim row) or ``[nheads, headdim, dstate]`` (a decay per state element).
 - ``B``, ``C``: ``[B, ngroups, dstate]``, ngroups dividing nheads.
 
-Mamba-1 reuses this kernel through views: its per-channel state
-``[num_slots, d_inner, dstate]`` is one head of headdim ``d_inner``
-(``ssm_states.unsqueeze(1)``), with x/dt/z ``[B, 1, d_inner]``, A
-``[1, d_inner, dstate]``, B/C ``[B, 1, dstate]``, D/dt_bias ``[1, d_inner]``.
-The grid tiles headdim, so a wide single head still spreads over programs.
+Mamba-1 runs the same kernel (``selective_state_update_per_channel``): its
+per-channel state ``[num_slots, d_inner, dstate]`` is one head of headdim
+``d_inner``, with x/dt/z ``[B, d_inner]``, A ``[d_inner, dstate]``, B/C
+``[B, dstate]``, D/dt_bias ``[d_inner]``, passed by their strides (no views
+to make per call). The grid tiles headdim, so a wide single head still
+spreads over programs.
 
 Padding: a row whose index is negative or equals ``pad_slot_id`` (vLLM 0.32
 pads decode rows with ``NULL_BLOCK_ID = 0``, mamba_attn.py:659; the default
@@ -45,6 +46,7 @@ from vllm_xpu_hybrid.ops.checks import (
     INDEX_DTYPES,
     SUPPORTED_DTYPES,
     check_dtype,
+    check_shape,
     check_vector,
     launch_config,
 )
@@ -201,6 +203,39 @@ def _per_head_strides(name: str, t: torch.Tensor | None, nheads: int, headdim: i
     )
 
 
+def _check_like_x(name: str, t: torch.Tensor | None, x: torch.Tensor) -> None:
+    """z and out: x's shape, a supported dtype."""
+    if t is not None and (t.shape != x.shape or t.dtype not in SUPPORTED_DTYPES):
+        raise ValueError(
+            f"{name}: expected shape {tuple(x.shape)} and dtype in {SUPPORTED_DTYPES}, "
+            f"got {tuple(t.shape)} {t.dtype}"
+        )
+
+
+def _launch(cfg: dict, tensors: tuple, strides: tuple, batch: int, nheads: int, headdim: int,
+            dstate: int, heads_per_group: int, a_per_state: bool, dt_softplus: bool,
+            dt_limit: tuple[float, float], pad_slot_id: int) -> None:
+    """Launch the kernel on checked arguments: tensors and strides in the
+    kernel's order, in the heads x groups layout."""
+    ssm_states, D, z, dt_bias = tensors[0], tensors[6], tensors[7], tensors[8]
+    layout_cfg = cfg["per_state_A" if a_per_state else "per_head_A"]
+    block_n = next_power_of_2(dstate)
+    tile_rows = layout_cfg["STATE_TILE_BYTES"] // (block_n * ssm_states.element_size())
+    block_p = min(max(layout_cfg["BLOCK_P"], tile_rows), next_power_of_2(headdim))
+    row_axis = layout_cfg["ROW_AXIS"][ssm_states.element_size()]
+    tiles = cdiv(headdim, block_p)
+    _launch_state_update(
+        (tiles, batch, nheads) if row_axis == 1 else (tiles, nheads, batch),
+        tensors,
+        (headdim, dstate, heads_per_group, pad_slot_id, float(dt_limit[0]), float(dt_limit[1]),
+         *strides),
+        {"A_PER_STATE": a_per_state, "HAS_D": D is not None, "HAS_Z": z is not None,
+         "HAS_DT_BIAS": dt_bias is not None, "DT_SOFTPLUS": dt_softplus,
+         "BLOCK_P": block_p, "BLOCK_N": block_n, "ROW_AXIS": row_axis},
+        {"num_warps": layout_cfg["num_warps"], **cfg["compile_options"]},
+    )
+
+
 def selective_state_update(
     ssm_states: torch.Tensor,
     x: torch.Tensor,
@@ -264,35 +299,92 @@ def selective_state_update(
         )
     D_strides = _per_head_strides("D", D, nheads, headdim)
     bias_strides = _per_head_strides("dt_bias", dt_bias, nheads, headdim)
-    for name, t in (("z", z), ("out", out)):
-        if t is not None and (t.shape != x.shape or t.dtype not in SUPPORTED_DTYPES):
-            raise ValueError(
-                f"{name}: expected shape {tuple(x.shape)} and dtype in {SUPPORTED_DTYPES}, "
-                f"got {tuple(t.shape)} {t.dtype}"
-            )
+    _check_like_x("z", z, x)
+    _check_like_x("out", out, x)
     check_vector("state_indices", state_indices, batch, INDEX_DTYPES)
     check_grid_dim("x", batch, "decode rows", "lower vLLM's max_num_seqs")
     if out is None:
         out = torch.empty_like(x)
     if batch == 0:
         return out
-
-    layout_cfg = cfg["per_state_A" if a_per_state else "per_head_A"]
-    block_n = next_power_of_2(dstate)
-    tile_rows = layout_cfg["STATE_TILE_BYTES"] // (block_n * ssm_states.element_size())
-    block_p = min(max(layout_cfg["BLOCK_P"], tile_rows), next_power_of_2(headdim))
     z_strides = z.stride() if z is not None else (0, 0, 0)
-    row_axis = layout_cfg["ROW_AXIS"][ssm_states.element_size()]
-    tiles = cdiv(headdim, block_p)
-    _launch_state_update(
-        (tiles, batch, nheads) if row_axis == 1 else (tiles, nheads, batch),
-        (ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out),
-        (headdim, dstate, nheads // ngroups, pad_slot_id, float(dt_limit[0]), float(dt_limit[1]),
-         *ssm_states.stride(), *x.stride(), *dt_strides, *A_strides,
-         *B.stride(), *C.stride(), *D_strides, *z_strides, *bias_strides, *out.stride()),
-        {"A_PER_STATE": a_per_state, "HAS_D": D is not None, "HAS_Z": z is not None,
-         "HAS_DT_BIAS": dt_bias is not None, "DT_SOFTPLUS": dt_softplus,
-         "BLOCK_P": block_p, "BLOCK_N": block_n, "ROW_AXIS": row_axis},
-        {"num_warps": layout_cfg["num_warps"], **cfg["compile_options"]},
-    )
+    _launch(cfg, (ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out),
+            (*ssm_states.stride(), *x.stride(), *dt_strides, *A_strides, *B.stride(),
+             *C.stride(), *D_strides, *z_strides, *bias_strides, *out.stride()),
+            batch, nheads, headdim, dstate, nheads // ngroups, a_per_state, dt_softplus,
+            dt_limit, pad_slot_id)
     return out
+
+
+def selective_state_update_per_channel(
+    ssm_states: torch.Tensor,
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    state_indices: torch.Tensor,
+    *,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = False,
+    dt_limit: tuple[float, float] = (0.0, float("inf")),
+    out: torch.Tensor | None = None,
+    pad_slot_id: int = -1,
+) -> torch.Tensor:
+    """The same step in Mamba-1's per-channel layout, without views.
+
+    ssm_states: [num_slots, dim, dstate]; x, dt: [B, dim]; A: [dim, dstate];
+    B, C: [B, dstate]; state_indices: [B] int32/int64, contiguous; D,
+    dt_bias: [dim]; z: [B, dim] or None; out: optional [B, dim]. Equal to
+    selective_state_update on one head of headdim dim (``unsqueeze(1)`` of
+    x, dt, z, B, C and the states, ``unsqueeze(0)`` of A, D and dt_bias).
+    """
+    cfg = launch_config(LAUNCH_CONFIGS, "x", x)
+    for name, t in (("ssm_states", ssm_states), ("x", x), ("dt", dt), ("A", A), ("B", B), ("C", C)):
+        check_dtype(name, t)
+    if x.dim() != 2:
+        raise ValueError(f"x: expected [B, dim], got shape {tuple(x.shape)}")
+    batch, dim = x.shape
+    if B.dim() != 2 or B.shape[0] != batch:
+        raise ValueError(f"B: expected [B={batch}, dstate], got shape {tuple(B.shape)}")
+    dstate = B.shape[1]
+    check_shape("C", C, B.shape, "same as B")
+    if ssm_states.dim() != 3 or ssm_states.shape[1:] != (dim, dstate):
+        raise ValueError(
+            f"ssm_states: expected [num_slots, dim={dim}, dstate={dstate}], "
+            f"got shape {tuple(ssm_states.shape)}"
+        )
+    check_shape("dt", dt, x.shape, "same as x")
+    check_shape("A", A, (dim, dstate), "[dim, dstate]")
+    for name, t in (("D", D), ("dt_bias", dt_bias)):
+        if t is not None:
+            check_dtype(name, t)
+            check_shape(name, t, (dim,), "[dim]")
+    _check_like_x("z", z, x)
+    _check_like_x("out", out, x)
+    check_vector("state_indices", state_indices, batch, INDEX_DTYPES)
+    check_grid_dim("x", batch, "decode rows", "lower vLLM's max_num_seqs")
+    if out is None:
+        out = torch.empty_like(x)
+    if batch == 0:
+        return out
+    s_slot, s_dim, s_state = ssm_states.stride()
+    _launch(cfg, (ssm_states, x, dt, A, B, C, D, z, dt_bias, state_indices, out),
+            (s_slot, 0, s_dim, s_state, *_one_head_rows(x), *_one_head_rows(dt), 0, *A.stride(),
+             *_one_head_rows(B), *_one_head_rows(C), *_one_head_channels(D), *_one_head_rows(z),
+             *_one_head_channels(dt_bias), *_one_head_rows(out)),
+            batch, 1, dim, dstate, 1, True, dt_softplus, dt_limit, pad_slot_id)
+    return out
+
+
+# The per-channel layout as one head (head index 0, so its stride is 0).
+def _one_head_rows(t: torch.Tensor | None) -> tuple[int, int, int]:
+    """(row, head, channel) strides of a [B, dim] tensor."""
+    return (0, 0, 0) if t is None else (t.stride(0), 0, t.stride(1))
+
+
+def _one_head_channels(t: torch.Tensor | None) -> tuple[int, int]:
+    """(head, channel) strides of a [dim] tensor."""
+    return (0, 0) if t is None else (0, t.stride(0))

@@ -137,7 +137,7 @@ def build_scan(case: Case, ctx: BuildContext) -> Built:
 
 def build_update(case: Case, ctx: BuildContext) -> Built:
     from vllm_xpu_hybrid.ops.reference import selective_state_update_reference
-    from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update
+    from vllm_xpu_hybrid.ops.selective_state_update import selective_state_update_per_channel
 
     p = case.params
     batch = p["batch"]
@@ -148,7 +148,7 @@ def build_update(case: Case, ctx: BuildContext) -> Built:
     idx = state_slots(batch, ctx.device)
 
     def one_head(t: torch.Tensor) -> torch.Tensor:
-        """The plugin's Mamba-1 view: one head whose headdim is the channels."""
+        """The reference's Mamba-1 form: one head whose headdim is the channels."""
         return t.unsqueeze(1)
 
     def reference() -> dict[str, torch.Tensor]:
@@ -165,13 +165,8 @@ def build_update(case: Case, ctx: BuildContext) -> Built:
     built = Built(reference)
     out = torch.empty_like(x)
 
-    def plugin(states):
-        selective_state_update(one_head(states), one_head(x), one_head(dt), A[None], one_head(B),
-                               one_head(C), idx, D=D_skip[None], z=one_head(z),
-                               dt_bias=dt_bias[None], dt_softplus=True, out=one_head(out))
-        return {"out": out}
-
-    add_stateful(built, "plugin", initial, plugin)
+    add_stateful(built, "plugin", initial, lambda states: {"out": selective_state_update_per_channel(
+        states, x, dt, A, B, C, idx, D=D_skip, z=z, dt_bias=dt_bias, dt_softplus=True, out=out)})
     with built.peer("vLLM selective_state_update"):
         from vllm.model_executor.layers.mamba.ops.mamba_ssm import (
             selective_state_update as vllm_update,

@@ -212,7 +212,8 @@ def test_bad_arguments(device):
 
 def test_per_channel_bad_arguments(device):
     x, dt, z = (torch.zeros(2, 16, device=device) for _ in range(3))
-    A, B, C = torch.zeros(16, 8, device=device), torch.zeros(2, 8, device=device), torch.zeros(2, 8, device=device)
+    A = torch.zeros(16, 8, device=device)
+    B, C = (torch.zeros(2, 8, device=device) for _ in range(2))
     states = torch.zeros(3, 16, 8, device=device)
     idx = torch.tensor([0, 1], dtype=torch.int32, device=device)
     with pytest.raises(ValueError, match=r"x: expected \[B, dim\]"):

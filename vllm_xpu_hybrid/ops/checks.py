@@ -43,7 +43,6 @@ def check_vector(name: str, t: torch.Tensor, length: int, dtypes: tuple) -> None
         )
 
 
-
 def check_checkpoints(
     positions_name: str,
     positions: torch.Tensor | None,

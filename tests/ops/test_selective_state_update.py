@@ -220,8 +220,12 @@ def test_per_channel_bad_arguments(device):
         selective_state_update_per_channel(states, x[:, None], dt, A, B, C, idx)
     with pytest.raises(ValueError, match=r"A: expected shape \(16, 8\) \(\[dim, dstate\]\)"):
         selective_state_update_per_channel(states, x, dt, A[:, :4], B, C, idx)
-    with pytest.raises(ValueError, match=r"C: expected shape"):
+    with pytest.raises(ValueError, match=r"B: expected \[B=2, dstate\]"):
+        selective_state_update_per_channel(states, x, dt, A, B[:1], C, idx)
+    with pytest.raises(ValueError, match=r"C: expected shape \(2, 8\) \(same as B\)"):
         selective_state_update_per_channel(states, x, dt, A, B, C[:1], idx)
+    with pytest.raises(ValueError, match=r"dt: expected shape \(2, 16\) \(same as x\)"):
+        selective_state_update_per_channel(states, x, dt[:, :8], A, B, C, idx)
     with pytest.raises(ValueError, match=r"ssm_states: expected \[num_slots, dim=16, dstate=8\]"):
         selective_state_update_per_channel(states[:, :8], x, dt, A, B, C, idx)
     with pytest.raises(ValueError, match=r"dt_bias: expected shape \(16,\)"):

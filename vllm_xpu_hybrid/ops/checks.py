@@ -20,7 +20,7 @@ def check_dtype(name: str, t: torch.Tensor) -> None:
 def check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None:
     """t's shape is expected (described as what in the message)."""
     if t.shape != expected:
-        raise ValueError(f"{name}: expected shape {expected} ({what}), got {tuple(t.shape)}")
+        raise ValueError(f"{name}: expected shape {tuple(expected)} ({what}), got {tuple(t.shape)}")
 
 
 def launch_config(table: dict[str, dict], name: str, t: torch.Tensor) -> dict:

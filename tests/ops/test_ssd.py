@@ -123,13 +123,12 @@ def test_dt_limit_without_softplus(device):
     torch.testing.assert_close(states.cpu(), expected_states, **TOLERANCES[torch.float32])
 
 
-def _check_random_case(device, seed):
+def _check_random_case(device, seed, L=16):
     gen = torch.Generator().manual_seed(2000 + seed)
     ngroups = [1, 2, 4][seed]
     nheads = 4
     headdim = [80, 48, 16][seed]
     dstate = [16, 32, 8][seed]
-    L = 16
     num_seqs = int(torch.randint(1, 5, (1,), generator=gen))
     lens = torch.randint(1, 3 * L, (num_seqs,), generator=gen).tolist()
     computed = torch.randint(0, 2 * L, (num_seqs,), generator=gen).tolist()
@@ -152,17 +151,17 @@ def test_random_sweep(device, seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_tiles_smaller_than_the_problem(device, monkeypatch, seed):
-    """Tiles that split the flat state (with a partial last block), headdim
-    and dstate, whatever this device's configuration."""
+    """Tiles that split headdim, dstate and a chunk's tokens, whatever this
+    device's configuration."""
     small = {
-        "state_passing": {"BLOCK": 512, "num_warps": 4},
         "chunk_scan": {"BLOCK_M": 16, "BLOCK_P": 16, "BLOCK_N": 16, "BLOCK_K": 16,
                        "num_warps": 4, "num_stages": 1},
-        "chunk_state": {"BLOCK_P": 16, "BLOCK_N": 16, "BLOCK_K": 16, "num_warps": 4, "num_stages": 1},
+        "chunk_states": {"BLOCK_P": 16, "BLOCK_N": 16, "BLOCK_K": 16, "num_warps": 4, "num_stages": 1},
     }
+    assert small.keys() <= ssd_module.LAUNCH_CONFIGS[device].keys()
     for name, config in small.items():
         monkeypatch.setitem(ssd_module.LAUNCH_CONFIGS[device], name, config)
-    _check_random_case(device, seed)
+    _check_random_case(device, seed, L=64)
 
 
 def test_chunked_prefill_continues_saved_state(device):

@@ -31,15 +31,15 @@ Kernels (one launch each, in stream order):
    sum of ``dt * A``.
 2. ``_ssd_chunk_cb_kernel``: ``C @ B^T`` per chunk and group, lower-triangular
    tiles only (shared by all heads of a group).
-3. ``_ssd_chunk_state_kernel``: each chunk's state contribution from a zero
-   start, ``x^T @ (decay * dt * B)``.
-4. ``_ssd_state_passing_kernel``: per sequence, walks its chunks in order:
-   replaces each chunk's contribution by the state at the chunk's start and
-   writes the final state to ``ssm_states[state_indices[b]]``. The initial
-   state is read from the same page first, by the same program. For prefix
-   caching it also writes the state at one chosen chunk end per sequence
-   (vLLM 0.32's prefill checkpoint) to another page.
-5. ``_ssd_chunk_scan_kernel``: output = inter-chunk term
+3. ``_ssd_chunk_states_kernel``: per sequence and state tile, walks the
+   sequence's chunks in order with the state in registers, starting from
+   ``ssm_states[state_indices[b]]`` (or zeros): stores each chunk's start
+   state for the chunk scan, then folds the chunk in,
+   ``exp(dA_last) * state + x^T @ (decay * dt * B)``; writes the final state
+   back to the same page. For prefix caching it also writes the state at one
+   chosen chunk end per sequence (vLLM 0.32's prefill checkpoint) to another
+   page. One kernel, so no per-chunk contributions go through memory.
+4. ``_ssd_chunk_scan_kernel``: output = inter-chunk term
    ``exp(dA_cum) * C @ state_start^T`` + intra-chunk term
    ``(CB * decay * dt, causal) @ x`` + ``D * x``.
 
@@ -48,8 +48,9 @@ z gating is not part of this op: vLLM 0.32's MambaMixer2 passes ``z=None``
 norm_before_gate=False); see ops/gated_rmsnorm.py.
 
 Dot operands are in the input dtype (tensor cores for fp16/bf16); fp32 inputs
-use ``input_precision="ieee"``. Accumulation, decays, intermediate states
-and chunk-start states are fp32; the final state is cast to the state dtype.
+use ``input_precision="ieee"``. Accumulation, decays and the running states
+are fp32; the chunk-start states are stored in the dot dtype (the chunk
+scan's product takes them in it) and the final state in the state dtype.
 This module imports only torch and triton.
 """
 
@@ -77,13 +78,14 @@ from vllm_xpu_hybrid.ops.launch import cdiv, check_grid_dim, dot_block, next_pow
 # (headdim, dstate padded to a power of two, at least 16 for tl.dot).
 #   dt_cumsum: BLOCK_H heads of one chunk.
 #   chunk_cb: BLOCK_M x BLOCK_N tile of C @ B^T, BLOCK_K over dstate.
-#   chunk_state: BLOCK_P x BLOCK_N tile of a chunk state, BLOCK_K over tokens.
-#   state_passing: BLOCK elements of one head's running state (flat).
+#   chunk_states: BLOCK_P x BLOCK_N tile of one head's running state,
+#     BLOCK_K over a chunk's tokens.
 #   chunk_scan: BLOCK_M tokens x BLOCK_P headdim, BLOCK_N over dstate,
 #     BLOCK_K over source tokens.
 #   compile_options: extra backend options passed to every launch.
-# "cuda": chunk_cb, chunk_state, state_passing and chunk_scan from sweeps on
-# an H100 (Triton 3.6) at Mamba2-2.7B's shapes, 16k tokens; chunk_scan
+# "cuda": chunk_cb and chunk_scan from sweeps on an H100 (Triton 3.6) at
+# Mamba2-2.7B's shapes, 16k tokens, chunk_states from one on an H200 at
+# Mamba2-2.7B's and Nemotron-H's (72 tiles, docs/benchmarks.md); chunk_scan
 # again through the bench's cases (with D and initial states) at Mamba2-2.7B
 # and Nemotron-Nano shapes (docs/benchmarks.md); its headdim tile covers up
 # to 128, so Nemotron-Nano's 80 is one tile, not two (13 % faster at 16k,
@@ -99,8 +101,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
         "dt_cumsum": {"BLOCK_H": 16, "num_warps": 4},
         "chunk_cb": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 4, "num_stages": 2},
-        "chunk_state": {"BLOCK_P": 64, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 4, "num_stages": 3},
-        "state_passing": {"BLOCK": 2048, "num_warps": 4},
+        "chunk_states": {"BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 128, "num_warps": 4, "num_stages": 1},
         "chunk_scan": {"BLOCK_M": 64, "BLOCK_P": 128, "BLOCK_N": 32, "BLOCK_K": 32, "num_warps": 4, "num_stages": 3},
         "compile_options": {},
     },
@@ -108,16 +109,14 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "xpu": {
         "dt_cumsum": {"BLOCK_H": 16, "num_warps": 8},
         "chunk_cb": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 1},
-        "chunk_state": {"BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 1},
-        "state_passing": {"BLOCK": 1024, "num_warps": 8},
+        "chunk_states": {"BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 1},
         "chunk_scan": {"BLOCK_M": 64, "BLOCK_P": 64, "BLOCK_N": 32, "BLOCK_K": 32, "num_warps": 16, "num_stages": 1},
         "compile_options": {"grf_mode": "large"},
     },
     "cpu": {
         "dt_cumsum": {"BLOCK_H": 64, "num_warps": 1},
         "chunk_cb": {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "num_warps": 1, "num_stages": 1},
-        "chunk_state": {"BLOCK_P": 128, "BLOCK_N": 128, "BLOCK_K": 128, "num_warps": 1, "num_stages": 1},
-        "state_passing": {"BLOCK": 16384, "num_warps": 1},
+        "chunk_states": {"BLOCK_P": 128, "BLOCK_N": 128, "BLOCK_K": 128, "num_warps": 1, "num_stages": 1},
         "chunk_scan": {"BLOCK_M": 128, "BLOCK_P": 128, "BLOCK_N": 128, "BLOCK_K": 128, "num_warps": 1, "num_stages": 1},
         "compile_options": {},
     },
@@ -203,108 +202,85 @@ def _ssd_chunk_cb_kernel(
 
 
 @triton.jit
-def _ssd_chunk_state_kernel(
-    x_ptr, B_ptr, dt_ptr, dA_cum_ptr, cu_chunk_ptr, states_ptr,
-    nheads, headdim, dstate, num_chunks, heads_per_group,
+def _ssd_chunk_states_kernel(
+    x_ptr, B_ptr, dt_ptr, dA_cum_ptr, cu_chunk_ptr, last_chunk_ptr, start_states_ptr,
+    ssm_ptr, slot_ptr, has_init_ptr, checkpoint_chunk_ptr, checkpoint_slot_ptr,
+    nheads, headdim, dstate, num_chunks, heads_per_group, pad_slot_id,
     stride_x_t, stride_x_h, stride_x_p,
     stride_B_t, stride_B_g, stride_B_n,
+    stride_ssm_slot, stride_ssm_h, stride_ssm_p, stride_ssm_n,
+    HAS_CHECKPOINTS: tl.constexpr,
     CHUNK: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    chunk = tl.program_id(0)
+    # One [BLOCK_P, BLOCK_N] tile of one head's state, carried in registers
+    # through a sequence's chunks: each chunk's start state is stored for the
+    # chunk scan, then the chunk's tokens are folded in,
+    # state = exp(dA_last) * state + x^T @ (exp(dA_last - dA) * dt * B).
+    seq = tl.program_id(0)
     head = tl.program_id(1)
     group = head // heads_per_group
     n_col_blocks = tl.cdiv(dstate, BLOCK_N)
     p = (tl.program_id(2) // n_col_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
     n = (tl.program_id(2) % n_col_blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
-    start = tl.load(cu_chunk_ptr + chunk)
-    length = tl.load(cu_chunk_ptr + chunk + 1) - start
-    chunk_vals = (head * num_chunks + chunk).to(tl.int64) * CHUNK
-    dA_last = tl.load(dA_cum_ptr + chunk_vals + CHUNK - 1)
-    x_base = x_ptr + start.to(tl.int64) * stride_x_t + head * stride_x_h
-    B_base = B_ptr + start.to(tl.int64) * stride_B_t + group * stride_B_g
-    acc = tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.float32)
-    for k in range(0, length, BLOCK_K):
-        i = k + tl.arange(0, BLOCK_K)
-        i_ok = i < length
-        xt = tl.load(
-            x_base + i[None, :] * stride_x_t + p[:, None] * stride_x_p,
-            mask=(p < headdim)[:, None] & i_ok[None, :], other=0.0,
-        )
-        b = tl.load(
-            B_base + i[:, None] * stride_B_t + n[None, :] * stride_B_n,
-            mask=i_ok[:, None] & (n < dstate)[None, :], other=0.0,
-        )
-        dA = tl.load(dA_cum_ptr + chunk_vals + i, mask=i_ok, other=0.0)
-        dt = tl.load(dt_ptr + chunk_vals + i, mask=i_ok, other=0.0)
-        # Decay from token i to the chunk end; padded tokens have dt = 0.
-        scale = tl.exp(dA_last - dA) * dt
-        b_scaled = (b.to(tl.float32) * scale[:, None]).to(xt.dtype)
-        acc += tl.dot(xt, b_scaled, input_precision=DOT_PRECISION)
-    # [num_chunks, nheads, headdim, dstate], fp32
-    out = states_ptr + (chunk * nheads + head).to(tl.int64) * headdim * dstate
-    tl.store(out + p[:, None] * dstate + n[None, :], acc,
-             mask=(p < headdim)[:, None] & (n < dstate)[None, :])
-
-
-@triton.jit
-def _ssd_state_passing_kernel(
-    states_ptr, dA_cum_ptr, last_chunk_ptr, ssm_ptr, slot_ptr, has_init_ptr,
-    checkpoint_chunk_ptr, checkpoint_slot_ptr,
-    nheads, dstate, state_size, num_chunks, pad_slot_id,
-    stride_ssm_slot, stride_ssm_h, stride_ssm_p, stride_ssm_n,
-    HAS_CHECKPOINTS: tl.constexpr,
-    CHUNK: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    # BLOCK consecutive elements of one head's [headdim, dstate] state, as
-    # flat offsets p * dstate + n: the layout of the chunk states; the state
-    # pages may have any strides.
-    seq = tl.program_id(0)
-    head = tl.program_id(1)
-    flat = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
-    flat_ok = flat < state_size
-    page_offs = (flat // dstate) * stride_ssm_p + (flat % dstate) * stride_ssm_n
+    p_ok = p < headdim
+    n_ok = n < dstate
+    tile_ok = p_ok[:, None] & n_ok[None, :]
     first_chunk = tl.load(last_chunk_ptr + seq - 1, mask=seq > 0, other=-1) + 1
     end_chunk = tl.load(last_chunk_ptr + seq) + 1
     slot = tl.load(slot_ptr + seq).to(tl.int64)
     valid = (slot >= 0) & (slot != pad_slot_id)
     has_init = tl.load(has_init_ptr + seq) != 0
-    page = ssm_ptr + slot * stride_ssm_slot + head * stride_ssm_h + page_offs
-    state = tl.zeros([BLOCK], dtype=tl.float32)
+    page = (ssm_ptr + slot * stride_ssm_slot + head * stride_ssm_h
+            + p[:, None] * stride_ssm_p + n[None, :] * stride_ssm_n)
+    state = tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.float32)
     if valid & has_init:
-        state = tl.load(page, mask=flat_ok, other=0.0).to(tl.float32)
+        state = tl.load(page, mask=tile_ok, other=0.0).to(tl.float32)
     if HAS_CHECKPOINTS:
         checkpoint_slot = tl.load(checkpoint_slot_ptr + seq).to(tl.int64)
         checkpoint_chunk = tl.where(
             (checkpoint_slot >= 0) & (checkpoint_slot != pad_slot_id),
             tl.load(checkpoint_chunk_ptr + seq), -1,
         )
-        checkpoint_page = ssm_ptr + checkpoint_slot * stride_ssm_slot + head * stride_ssm_h + page_offs
-    # Each chunk's contribution is loaded one iteration ahead, so the loop
-    # does not wait a memory round trip per chunk (masks as flat < bound:
-    # Triton's interpreter rejects a block mask and-ed with a scalar).
-    chunk_stride = nheads * state_size
-    chunk_states = states_ptr + (first_chunk * nheads + head).to(tl.int64) * state_size + flat
-    contribution = tl.load(chunk_states, mask=flat < tl.where(first_chunk < end_chunk, state_size, 0),
-                           other=0.0)
+        checkpoint_page = (ssm_ptr + checkpoint_slot * stride_ssm_slot + head * stride_ssm_h
+                           + p[:, None] * stride_ssm_p + n[None, :] * stride_ssm_n)
+    x_head = x_ptr + head * stride_x_h + p[:, None] * stride_x_p
+    B_group = B_ptr + group * stride_B_g + n[None, :] * stride_B_n
+    # [num_chunks, nheads, headdim, dstate] in the dot dtype: the chunk scan
+    # casts a start state to that dtype for its product anyway.
+    start_tile = (start_states_ptr + (first_chunk * nheads + head).to(tl.int64) * headdim * dstate
+                  + p[:, None] * dstate + n[None, :])
+    dot_dtype = x_ptr.dtype.element_ty
     for chunk in range(first_chunk, end_chunk):
-        decay = tl.exp(tl.load(dA_cum_ptr + (head * num_chunks + chunk).to(tl.int64) * CHUNK + CHUNK - 1))
-        next_contribution = tl.load(chunk_states + chunk_stride,
-                                    mask=flat < tl.where(chunk + 1 < end_chunk, state_size, 0),
-                                    other=0.0)
-        tl.store(chunk_states, state, mask=flat_ok)
-        state = state * decay + contribution
-        contribution = next_contribution
-        chunk_states += chunk_stride
+        tl.store(start_tile, state.to(start_states_ptr.dtype.element_ty), mask=tile_ok)
+        start_tile += nheads * headdim * dstate
+        start = tl.load(cu_chunk_ptr + chunk)
+        length = tl.load(cu_chunk_ptr + chunk + 1) - start
+        chunk_vals = (head * num_chunks + chunk).to(tl.int64) * CHUNK
+        # Padded tokens have dt = 0, so the last entry is the chunk's total.
+        dA_last = tl.load(dA_cum_ptr + chunk_vals + CHUNK - 1)
+        state *= tl.exp(dA_last)
+        for k in range(0, length, BLOCK_K):
+            i = k + tl.arange(0, BLOCK_K)
+            i_ok = i < length
+            t = (start + i).to(tl.int64)
+            xt = tl.load(x_head + t[None, :] * stride_x_t, mask=p_ok[:, None] & i_ok[None, :],
+                         other=0.0)
+            b = tl.load(B_group + t[:, None] * stride_B_t, mask=i_ok[:, None] & n_ok[None, :],
+                        other=0.0)
+            dA = tl.load(dA_cum_ptr + chunk_vals + i, mask=i_ok, other=0.0)
+            dt = tl.load(dt_ptr + chunk_vals + i, mask=i_ok, other=0.0)
+            scale = tl.exp(dA_last - dA) * dt
+            b_scaled = (b.to(tl.float32) * scale[:, None]).to(dot_dtype)
+            state = tl.dot(xt, b_scaled, state, input_precision=DOT_PRECISION)
         if HAS_CHECKPOINTS:
             if chunk == checkpoint_chunk:
-                tl.store(checkpoint_page, state.to(ssm_ptr.dtype.element_ty), mask=flat_ok)
+                tl.store(checkpoint_page, state.to(ssm_ptr.dtype.element_ty), mask=tile_ok)
     if valid:
-        tl.store(page, state.to(ssm_ptr.dtype.element_ty), mask=flat_ok)
+        tl.store(page, state.to(ssm_ptr.dtype.element_ty), mask=tile_ok)
 
 
 @triton.jit
@@ -356,7 +332,7 @@ def _ssd_chunk_scan_kernel(
                 state_start + n[:, None] + p[None, :] * dstate,
                 mask=(n < dstate)[:, None] & p_ok[None, :], other=0.0,
             )
-            acc += tl.dot(c.to(dot_dtype), s.to(dot_dtype), input_precision=DOT_PRECISION)
+            acc += tl.dot(c, s, input_precision=DOT_PRECISION)
         acc *= tl.exp(dA_rows)[:, None]
 
         # Intra-chunk: sum over s <= t of CB[t, s] * exp(dA[t] - dA[s]) * dt[s] * x[s].
@@ -546,7 +522,7 @@ def ssd_chunk_scan(
     dt_out = torch.empty(nheads, max(num_chunks, 1), L, dtype=torch.float32, device=dev)
     dA_cum = torch.empty_like(dt_out)
     cb = torch.empty(max(num_chunks, 1), ngroups, L, L, dtype=torch.float32, device=dev)
-    states = torch.empty(max(num_chunks, 1), nheads, headdim, dstate, dtype=torch.float32, device=dev)
+    start_states = torch.empty(max(num_chunks, 1), nheads, headdim, dstate, dtype=x.dtype, device=dev)
 
     if num_chunks > 0:
         c = cfg["dt_cumsum"]
@@ -568,26 +544,18 @@ def ssd_chunk_scan(
             num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
         )
 
-        c = cfg["chunk_state"]
-        bp, bn, bk = _block(c["BLOCK_P"], headdim), _block(c["BLOCK_N"], dstate), min(c["BLOCK_K"], L)
-        _ssd_chunk_state_kernel[(num_chunks, nheads, cdiv(headdim, bp) * cdiv(dstate, bn))](
-            x, B, dt_out, dA_cum, cu_chunk_seqlens, states,
-            nheads, headdim, dstate, num_chunks, heads_per_group,
-            x.stride(0), x.stride(1), x.stride(2), B.stride(0), B.stride(1), B.stride(2),
-            CHUNK=L, BLOCK_P=bp, BLOCK_N=bn, BLOCK_K=bk, DOT_PRECISION=dot_precision,
-            num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
-        )
-
-    c = cfg["state_passing"]
-    state_size = headdim * dstate
-    block = min(c["BLOCK"], next_power_of_2(state_size))
-    _ssd_state_passing_kernel[(num_seqs, nheads, cdiv(state_size, block))](
-        states, dA_cum, last_chunk_indices, ssm_states, state_indices, has_initial_state,
+    c = cfg["chunk_states"]
+    bp, bn, bk = _block(c["BLOCK_P"], headdim), _block(c["BLOCK_N"], dstate), min(c["BLOCK_K"], L)
+    _ssd_chunk_states_kernel[(num_seqs, nheads, cdiv(headdim, bp) * cdiv(dstate, bn))](
+        x, B, dt_out, dA_cum, cu_chunk_seqlens, last_chunk_indices, start_states,
+        ssm_states, state_indices, has_initial_state,
         checkpoint_chunk_indices, checkpoint_state_indices,
-        nheads, dstate, state_size, max(num_chunks, 1), pad_slot_id,
+        nheads, headdim, dstate, max(num_chunks, 1), heads_per_group, pad_slot_id,
+        x.stride(0), x.stride(1), x.stride(2), B.stride(0), B.stride(1), B.stride(2),
         ssm_states.stride(0), ssm_states.stride(1), ssm_states.stride(2), ssm_states.stride(3),
-        HAS_CHECKPOINTS=checkpoint_chunk_indices is not None, CHUNK=L, BLOCK=block,
-        num_warps=c["num_warps"], **options,
+        HAS_CHECKPOINTS=checkpoint_chunk_indices is not None, CHUNK=L,
+        BLOCK_P=bp, BLOCK_N=bn, BLOCK_K=bk, DOT_PRECISION=dot_precision,
+        num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
     )
 
     if num_chunks > 0:
@@ -596,7 +564,7 @@ def ssd_chunk_scan(
         bk = min(c["BLOCK_K"], bm)
         D_strides = (0, 0) if D is None else (D.stride(0), D.stride(1) if D.dim() == 2 else 0)
         _ssd_chunk_scan_kernel[((L // bm) * cdiv(headdim, bp), num_chunks, nheads)](
-            x, C, D, cb, dt_out, dA_cum, states, cu_chunk_seqlens, out,
+            x, C, D, cb, dt_out, dA_cum, start_states, cu_chunk_seqlens, out,
             nheads, headdim, dstate, ngroups, num_chunks, heads_per_group,
             x.stride(0), x.stride(1), x.stride(2), C.stride(0), C.stride(1), C.stride(2),
             D_strides[0], D_strides[1], out.stride(0), out.stride(1), out.stride(2),

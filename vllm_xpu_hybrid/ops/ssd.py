@@ -95,7 +95,7 @@ from vllm_xpu_hybrid.ops.launch import cdiv, check_grid_dim, dot_block, next_pow
 # vllm_xpu_hybrid.intel_compile, docs/intel-compile.md) at Mamba-2 shapes
 # (64/80 headdim, 1 and 8 groups, state 128, chunk 128/256): no spill on PVC
 # and every dot becomes dpas. Never run on an Intel GPU: UNVERIFIED. DG2
-# (Arc) gets no dpas from that backend and spills 33-48 KB in the dot kernels.
+# (Arc) gets no dpas from that backend and spills 33-87 KB in the dot kernels.
 
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {

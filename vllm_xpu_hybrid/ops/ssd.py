@@ -263,7 +263,9 @@ def _ssd_chunk_states_kernel(
         # Padded tokens have dt = 0, so the last entry is the chunk's total.
         dA_last = tl.load(dA_cum_ptr + chunk_vals + CHUNK - 1)
         state *= tl.exp(dA_last)
-        for k in range(0, length, BLOCK_K):
+        # Unrolled over the whole chunk (masked past its length), so the chunk
+        # loop is the innermost loop and its loads can be pipelined.
+        for k in tl.static_range(0, CHUNK, BLOCK_K):
             i = k + tl.arange(0, BLOCK_K)
             i_ok = i < length
             t = (start + i).to(tl.int64)

@@ -149,14 +149,16 @@ def test_random_sweep(device, seed):
     _check_random_case(device, seed)
 
 
+@pytest.mark.parametrize("unroll_chunk", [True, False])
 @pytest.mark.parametrize("seed", range(3))
-def test_tiles_smaller_than_the_problem(device, monkeypatch, seed):
+def test_tiles_smaller_than_the_problem(device, monkeypatch, seed, unroll_chunk):
     """Tiles that split headdim, dstate and a chunk's tokens, whatever this
-    device's configuration."""
+    device's configuration, with the chunk-states token loop in both forms."""
     small = {
         "chunk_scan": {"BLOCK_M": 16, "BLOCK_P": 16, "BLOCK_N": 16, "BLOCK_K": 16,
                        "num_warps": 4, "num_stages": 1},
-        "chunk_states": {"BLOCK_P": 16, "BLOCK_N": 16, "BLOCK_K": 16, "num_warps": 4, "num_stages": 1},
+        "chunk_states": {"BLOCK_P": 16, "BLOCK_N": 16, "BLOCK_K": 16, "num_warps": 4, "num_stages": 1,
+                         "UNROLL_CHUNK": unroll_chunk},
     }
     assert small.keys() <= ssd_module.LAUNCH_CONFIGS[device].keys()
     for name, config in small.items():

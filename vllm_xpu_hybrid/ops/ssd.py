@@ -257,8 +257,8 @@ def _ssd_chunk_states_kernel(
     slot = tl.load(slot_ptr + seq).to(tl.int64)
     valid = (slot >= 0) & (slot != pad_slot_id)
     has_init = tl.load(has_init_ptr + seq) != 0
-    page = (ssm_ptr + slot * stride_ssm_slot + head * stride_ssm_h
-            + p[:, None] * stride_ssm_p + n[None, :] * stride_ssm_n)
+    page_offs = p[:, None] * stride_ssm_p + n[None, :] * stride_ssm_n
+    page = ssm_ptr + slot * stride_ssm_slot + head * stride_ssm_h + page_offs
     state = tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.float32)
     if valid & has_init:
         state = tl.load(page, mask=tile_ok, other=0.0).to(tl.float32)
@@ -268,8 +268,7 @@ def _ssd_chunk_states_kernel(
             (checkpoint_slot >= 0) & (checkpoint_slot != pad_slot_id),
             tl.load(checkpoint_chunk_ptr + seq), -1,
         )
-        checkpoint_page = (ssm_ptr + checkpoint_slot * stride_ssm_slot + head * stride_ssm_h
-                           + p[:, None] * stride_ssm_p + n[None, :] * stride_ssm_n)
+        checkpoint_page = ssm_ptr + checkpoint_slot * stride_ssm_slot + head * stride_ssm_h + page_offs
     x_head = x_ptr + head * stride_x_h + p[:, None] * stride_x_p
     B_group = B_ptr + group * stride_B_g + n[None, :] * stride_B_n
     # [num_chunks, nheads, headdim, dstate] in the dot dtype: the chunk scan
@@ -282,26 +281,24 @@ def _ssd_chunk_states_kernel(
         start = tl.load(cu_chunk_ptr + chunk)
         length = tl.load(cu_chunk_ptr + chunk + 1) - start
         chunk_vals = (head * num_chunks + chunk).to(tl.int64) * CHUNK
+        dA_chunk = dA_cum_ptr + chunk_vals
+        dt_chunk = dt_ptr + chunk_vals
         # Padded tokens have dt = 0, so the last entry is the chunk's total.
-        dA_last = tl.load(dA_cum_ptr + chunk_vals + CHUNK - 1)
+        dA_last = tl.load(dA_chunk + CHUNK - 1)
         state *= tl.exp(dA_last)
         # Unrolled over the whole chunk (masked past its length), the chunk
         # loop is the innermost loop and its loads can be pipelined (CUDA);
         # Intel's compiler spills registers on the unrolled form.
         if UNROLL_CHUNK:
             for k in tl.static_range(0, CHUNK, BLOCK_K):
-                state = _ssd_fold_tokens(
-                    state, k, start, length, x_head, B_group, dA_cum_ptr + chunk_vals,
-                    dt_ptr + chunk_vals, dA_last, stride_x_t, stride_B_t, p_ok, n_ok,
-                    BLOCK_K, DOT_PRECISION,
-                )
+                state = _ssd_fold_tokens(state, k, start, length, x_head, B_group, dA_chunk, dt_chunk,
+                                         dA_last, stride_x_t, stride_B_t, p_ok, n_ok,
+                                         BLOCK_K, DOT_PRECISION)
         else:
             for k in range(0, length, BLOCK_K):
-                state = _ssd_fold_tokens(
-                    state, k, start, length, x_head, B_group, dA_cum_ptr + chunk_vals,
-                    dt_ptr + chunk_vals, dA_last, stride_x_t, stride_B_t, p_ok, n_ok,
-                    BLOCK_K, DOT_PRECISION,
-                )
+                state = _ssd_fold_tokens(state, k, start, length, x_head, B_group, dA_chunk, dt_chunk,
+                                         dA_last, stride_x_t, stride_B_t, p_ok, n_ok,
+                                         BLOCK_K, DOT_PRECISION)
         if HAS_CHECKPOINTS:
             if chunk == checkpoint_chunk:
                 tl.store(checkpoint_page, state.to(ssm_ptr.dtype.element_ty), mask=tile_ok)

@@ -110,6 +110,14 @@ def test_prefill_inverse_product_forms(device, monkeypatch, form):
     _check_varlen_prefill(device, 1, 2, 32, 16, torch.float32, torch.float32)
 
 
+def test_prefill_state_split_in_value_tiles(device, monkeypatch):
+    """The chunk scan split over value rows, the last tile partly past V
+    (V = 20 in tiles of 16), as the GPU configurations split it."""
+    entry = dict(gdr_module.LAUNCH_CONFIGS[device]["scan"], BV=16)
+    monkeypatch.setitem(gdr_module.LAUNCH_CONFIGS[device], "scan", entry)
+    _check_varlen_prefill(device, 2, 4, 24, 20, torch.float32, torch.float32)
+
+
 def _check_varlen_prefill(device, H, HV, K, V, dtype, state_dtype):
     gen = torch.Generator().manual_seed(0)
     # Chunk-boundary lengths 63, 64, 65 and a one-token sequence; the

@@ -45,17 +45,18 @@ Kernels, in stream order:
    cumulative gates, ``A`` and its inverse ``T``, stored as 64-wide rows in
    the input dtype.
 2. ``_gdr_chunk_wy_kernel`` (chunks x value heads, parallel): ``W`` and
-   ``U``, one 64 x 64 product each.
-3. ``_gdr_state_pass_kernel`` (sequences x value heads x V tiles): walks a
+   ``U``, one 64 x 64 product each, and what the output needs besides the
+   state: the causal, decayed intra-chunk weights ``scale exp(G[i] - G[j])
+   (q[i] . k[j])`` (written over ``T``), q's factor ``scale exp(G[i])`` on
+   the inter-chunk term and each delta's factor ``exp(G[L-1] - G[j])`` in
+   the state update (with the L2 norms folded in).
+3. ``_gdr_chunk_scan_kernel`` (sequences x value heads x V tiles): walks a
    sequence's chunks in order from its initial state (``states
    [state_indices[b]]`` when ``has_initial_state[b]``, else zeros), holding
-   the state transposed (``S^T``, so both products take their operands as
-   loaded): stores each chunk's start state, turns ``U`` into ``u = U - W
-   S0^T`` in place, advances the state; writes the final state back to the
-   same page.
-4. ``_gdr_chunk_output_kernel`` (chunks x value heads x V tiles, parallel):
-   the output formula above, its two key-dimension products in steps of BK
-   columns.
+   the state transposed (``S^T``, so every product takes its operands as
+   loaded): per chunk ``u = U - W S0^T``, the chunk's output from S0 and
+   u, then the state's advance; writes the final state back to the same
+   page. Neither the chunk start states nor ``u`` go through memory.
 
 Decode: ``_gdr_recurrent_kernel`` applies the recurrence to one token per
 row, reading and writing the row's page in place.
@@ -79,8 +80,9 @@ layers pass ``pad_slot_id=0``).
 Precision: gates, decays, the inverse, the states carried between chunks and
 all accumulation are fp32 (the inverse's block products tf32x3 on CUDA).
 Dot operands are in the input dtype (tensor cores for fp16/bf16); fp32
-inputs use ``input_precision="ieee"``. ``T``, ``W``, ``U`` and the chunk
-start states are kept in the input dtype between kernels.
+inputs use ``input_precision="ieee"``. ``T``, ``W``, ``U`` and the
+intra-chunk weights are kept in the input dtype between kernels, and the
+chunk start states and ``u`` are cast to it for their products.
 States are stored in the state tensor's dtype (fp32, or the model dtype).
 This module imports only torch and triton.
 """
@@ -117,35 +119,35 @@ MAX_HEAD_DIM = 256
 #     fp32 block products are computed ("ieee" or "tf32x3" dot, or
 #     "elementwise" where neither compiles), see _mm.
 #   wy: one chunk of one value head, all K and V columns.
-#   state_pass: BV value rows of one value head's state, for one sequence.
-#   output: BV value columns of one chunk of one value head, BK key columns
-#     per step.
+#   scan: BV value rows of one value head's state (and BV output columns),
+#     for one sequence.
 #   recurrent: BV value rows of one decode row's state, launched
 #     tile-major (the tiles of one (row, head) adjacent; H200 sweep, batch
 #     >= 64: 82-85 % -> 88-95 % of copy bandwidth against row-major order).
 #   gating: BT tokens x BH heads.
 #   compile_options: extra backend options passed to every launch.
-# "cuda": from sweeps through the bench's cases on an H100 (inverse,
-# state_pass, output; fourth pass in docs/benchmarks.md) and an H200 (wy),
-# Triton 3.6, at Qwen3-Next's shapes (K = V = 128, bf16, 4k and 16k tokens).
+# "cuda": from sweeps through the bench's cases on an H100 (inverse; fourth
+# pass in docs/benchmarks.md) and an H200 (wy, scan; ninth pass), Triton
+# 3.6, at Qwen3-Next's shapes (K = V = 128, bf16, 4k and 16k tokens).
 # tf32x3 block products are 1.6x faster than ieee ones in the inverse and
-# pass the fp32 tests. output keeps 8 warps: with 4 it gave wrong bf16
-# outputs at the bench's shapes on an H100 (relative errors 3-5, while the
-# small-shape tests passed) and earlier failed a bf16 test on an H200, in
-# both the current and the previous form of the kernel; not traced.
+# pass the fp32 tests. wy takes 16 warps: since it computes the intra-chunk
+# weights too, 8 warps made the 16k call 190 us slower (wy about 470 us
+# against 280). scan with num_stages=1 (BV 32, 4 warps) faulted
+# with an illegal address on the H200 once; 2 and 3 stages passed every
+# check; not traced.
 # "xpu" follows Intel's guidance (more warps, large GRF mode, num_stages=1:
 # Intel's pipeliner has crashed on a chunked-scan kernel); the inverse's
 # block products are elementwise (no fp32 dpas on PVC). For PVC at the same
 # shapes (triton-xpu 3.3 + ocloc, 256 GRF) every kernel builds, with XMX
 # dots, but the prefill kernels spill (docs/intel-compile.md): the inverse
-# least with 32 warps (about 20 KB; 89 KB with 16, 26 KB with 8); recurrent
-# and gating do not. Never run on an Intel GPU: UNVERIFIED.
+# least with 32 warps (about 20 KB; 89 KB with 16, 26 KB with 8), wy about
+# 55 KB, scan about 19 KB; recurrent and gating do not. Never run on an
+# Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
         "inverse": {"num_warps": 1, "num_stages": 1, "inverse_products": "tf32x3"},
-        "wy": {"num_warps": 8, "num_stages": 2},
-        "state_pass": {"BV": 32, "num_warps": 4, "num_stages": 3},
-        "output": {"BV": 128, "BK": 64, "num_warps": 8, "num_stages": 3},
+        "wy": {"num_warps": 16, "num_stages": 1},
+        "scan": {"BV": 32, "num_warps": 4, "num_stages": 3},
         "recurrent": {"BV": 16, "num_warps": 4, "num_stages": 1},
         "gating": {"BT": 64, "BH": 32, "num_warps": 4},
         "compile_options": {},
@@ -154,8 +156,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "xpu": {
         "inverse": {"num_warps": 32, "num_stages": 1, "inverse_products": "elementwise"},
         "wy": {"num_warps": 16, "num_stages": 1},
-        "state_pass": {"BV": 16, "num_warps": 16, "num_stages": 1},
-        "output": {"BV": 32, "BK": 64, "num_warps": 16, "num_stages": 1},
+        "scan": {"BV": 16, "num_warps": 16, "num_stages": 1},
         "recurrent": {"BV": 16, "num_warps": 8, "num_stages": 1},
         "gating": {"BT": 64, "BH": 32, "num_warps": 8},
         "compile_options": {"grf_mode": "large"},
@@ -163,8 +164,7 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cpu": {
         "inverse": {"num_warps": 1, "num_stages": 1, "inverse_products": "ieee"},
         "wy": {"num_warps": 1, "num_stages": 1},
-        "state_pass": {"BV": 256, "num_warps": 1, "num_stages": 1},
-        "output": {"BV": 256, "BK": 256, "num_warps": 1, "num_stages": 1},
+        "scan": {"BV": 256, "num_warps": 1, "num_stages": 1},
         "recurrent": {"BV": 256, "num_warps": 1, "num_stages": 1},
         "gating": {"BT": 256, "BH": 64, "num_warps": 1},
         "compile_options": {},
@@ -173,25 +173,14 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
 
 
 @triton.jit
-def _sum_squares(x):
-    """Per row of x: the sum of its squares, in fp32."""
-    xf = x.to(tl.float32)
-    return tl.sum(xf * xf, axis=1)
-
-
-@triton.jit
-def _inv_norm(sum_squares):
-    """1 / sqrt(sum of squares + eps): the L2 normalisation factor."""
-    return 1.0 / tl.sqrt(sum_squares + 1e-6)
-
-
-@triton.jit
 def _inv_norms(x, NORMALIZE: tl.constexpr, ROWS: tl.constexpr):
-    """Per row of x: its L2 normalisation factor when NORMALIZE, else 1
-    (fp32). The kernels fold these factors into row and column scales of
-    their products instead of keeping normalised fp32 copies of q and k."""
+    """Per row of x: its L2 normalisation factor 1 / sqrt(sum of squares +
+    eps) when NORMALIZE, else 1 (fp32). The kernels fold these factors into
+    row and column scales of their products instead of keeping normalised
+    fp32 copies of q and k."""
     if NORMALIZE:
-        return _inv_norm(_sum_squares(x))
+        xf = x.to(tl.float32)
+        return 1.0 / tl.sqrt(tl.sum(xf * xf, axis=1) + 1e-6)
     else:
         return tl.full((ROWS,), 1.0, tl.float32)
 
@@ -386,10 +375,12 @@ def _gdr_chunk_inverse_kernel(
 
 @triton.jit
 def _gdr_chunk_wy_kernel(
-    k_ptr, v_ptr, beta_ptr, cu_ptr, chunk_ptr, gcum_ptr, t_ptr, w_ptr, u_ptr,
-    K, V, heads_per_k,
-    stride_k_t, stride_k_h, stride_v_t, stride_v_h, stride_beta_t, stride_beta_h,
-    stride_gcum_t, stride_t_t, stride_t_h, stride_w_t, stride_w_h, stride_u_t, stride_u_h,
+    q_ptr, k_ptr, v_ptr, beta_ptr, cu_ptr, chunk_ptr, gcum_ptr, t_ptr, w_ptr, u_ptr,
+    q_gate_ptr, k_gate_ptr,
+    scale, K, V, heads_per_k,
+    stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_v_t, stride_v_h,
+    stride_beta_t, stride_beta_h, stride_gate_t, stride_t_t, stride_t_h,
+    stride_w_t, stride_w_h, stride_u_t, stride_u_h,
     QK_L2NORM: tl.constexpr,
     BK: tl.constexpr,
     BV: tl.constexpr,
@@ -402,11 +393,11 @@ def _gdr_chunk_wy_kernel(
     dot_dtype = k_ptr.dtype.element_ty
     t = tl.arange(0, 64)
     t_ok = t < n
-    T = tl.load(
-        t_ptr + (start + t).to(tl.int64)[:, None] * stride_t_t + hv * stride_t_h + t[None, :],
-        mask=t_ok[:, None] & (t[None, :] // 16 <= t[:, None] // 16), other=0.0,
-    )
-    G = tl.load(gcum_ptr + (start + t).to(tl.int64) * stride_gcum_t + hv, mask=t_ok, other=0.0)
+    t_rows = t_ptr + (start + t).to(tl.int64)[:, None] * stride_t_t + hv * stride_t_h + t[None, :]
+    T = tl.load(t_rows, mask=t_ok[:, None] & (t[None, :] // 16 <= t[:, None] // 16), other=0.0)
+    gates = (start + t).to(tl.int64) * stride_gate_t + hv
+    G = tl.load(gcum_ptr + gates, mask=t_ok, other=0.0)
+    G_last = tl.load(gcum_ptr + (start + n - 1).to(tl.int64) * stride_gate_t + hv)
     beta = _load_gates(beta_ptr + start.to(tl.int64) * stride_beta_t + hv * stride_beta_h,
                        0, n, stride_beta_t, 64)
 
@@ -414,7 +405,8 @@ def _gdr_chunk_wy_kernel(
     kc = tl.arange(0, BK)
     kc_ok = kc < K
     k = _load_rows(k_ptr + start.to(tl.int64) * stride_k_t + h * stride_k_h, 0, n, stride_k_t, kc, kc_ok, 64)
-    y = (k * (beta * _inv_norms(k, QK_L2NORM, 64) * tl.exp(G))[:, None]).to(dot_dtype)
+    k_scale = _inv_norms(k, QK_L2NORM, 64)
+    y = (k * (beta * k_scale * tl.exp(G))[:, None]).to(dot_dtype)
     _store_rows(w_ptr + start.to(tl.int64) * stride_w_t + hv * stride_w_h, 0, n, stride_w_t, kc, kc_ok,
                 tl.dot(T, y, input_precision=DOT_PRECISION), 64)
 
@@ -426,16 +418,30 @@ def _gdr_chunk_wy_kernel(
     _store_rows(u_ptr + start.to(tl.int64) * stride_u_t + hv * stride_u_h, 0, n, stride_u_t, vc, vc_ok,
                 tl.dot(T, z, input_precision=DOT_PRECISION), 64)
 
+    # What the chunk scan needs besides the state, none of which depends on
+    # it: the causal, decayed (q . k) weights of the intra-chunk output
+    # (written over T, which is no longer needed), q's factor on the
+    # inter-chunk term, and each u row's factor in the state update (decay
+    # to the chunk end and the key's 1 / |k|). Rows past n are masked: their
+    # G (0) minus a valid one could overflow exp.
+    q = _load_rows(q_ptr + start.to(tl.int64) * stride_q_t + h * stride_q_h, 0, n, stride_q_t, kc, kc_ok, 64)
+    q_scale = _inv_norms(q, QK_L2NORM, 64) * scale
+    causal = (t[:, None] >= t[None, :]) & t_ok[:, None]
+    qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * q_scale[:, None] * k_scale[None, :]
+    weights = tl.where(causal, qk * tl.exp(tl.where(causal, G[:, None] - G[None, :], 0.0)), 0.0)
+    tl.store(t_rows, weights.to(t_ptr.dtype.element_ty), mask=t_ok[:, None])
+    tl.store(q_gate_ptr + gates, q_scale * tl.exp(G), mask=t_ok)
+    tl.store(k_gate_ptr + gates, tl.exp(G_last - G) * k_scale, mask=t_ok)
+
 
 @triton.jit
-def _gdr_state_pass_kernel(
-    k_ptr, w_ptr, u_ptr, gcum_ptr, cu_ptr, chunk_off_ptr, chunk_states_ptr,
-    states_ptr, slot_ptr, has_init_ptr,
+def _gdr_chunk_scan_kernel(
+    q_ptr, k_ptr, w_ptr, u_ptr, weights_ptr, gcum_ptr, q_gate_ptr, k_gate_ptr, cu_ptr, chunk_off_ptr,
+    states_ptr, slot_ptr, has_init_ptr, out_ptr,
     K, V, heads_per_k, pad_slot_id,
-    stride_k_t, stride_k_h, stride_w_t, stride_w_h, stride_u_t, stride_u_h, stride_gcum_t,
-    stride_cs_c, stride_cs_h, stride_cs_v,
-    stride_s_slot, stride_s_h, stride_s_v, stride_s_k,
-    QK_L2NORM: tl.constexpr,
+    stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_w_t, stride_w_h, stride_u_t, stride_u_h,
+    stride_wt_t, stride_wt_h, stride_gate_t,
+    stride_s_slot, stride_s_h, stride_s_v, stride_s_k, stride_o_t, stride_o_h,
     BK: tl.constexpr,
     BV: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
@@ -448,7 +454,7 @@ def _gdr_state_pass_kernel(
     kc = tl.arange(0, BK)
     kc_ok = kc < K
     # The state is held transposed, [BK, BV] (S^T, read and written through
-    # swapped strides), so both products take it and k^T as loaded.
+    # swapped strides), so every product takes its operands as loaded.
     tile_ok = kc_ok[:, None] & vr_ok[None, :]
     dot_dtype = k_ptr.dtype.element_ty
 
@@ -466,105 +472,38 @@ def _gdr_state_pass_kernel(
     first_chunk = tl.load(chunk_off_ptr + seq)
     end_chunk = tl.load(chunk_off_ptr + seq + 1)
     t = tl.arange(0, 64)
-    chunk_state = (chunk_states_ptr + first_chunk.to(tl.int64) * stride_cs_c + hv * stride_cs_h
-                   + vr[None, :] * stride_cs_v + kc[:, None])
     for chunk in range(first_chunk, end_chunk):
         start = seq_start + (chunk - first_chunk) * 64
         n = tl.minimum(seq_end - start, 64)
         t_ok = t < n
-        tl.store(chunk_state, state.to(chunk_states_ptr.dtype.element_ty), mask=tile_ok)
-        chunk_state += stride_cs_c
-        w = tl.load(
-            w_ptr + (start + t).to(tl.int64)[:, None] * stride_w_t + hv * stride_w_h + kc[None, :],
-            mask=t_ok[:, None] & kc_ok[None, :], other=0.0,
-        )
-        u_rows = u_ptr + (start + t).to(tl.int64)[:, None] * stride_u_t + hv * stride_u_h + vr[None, :]
-        u_mask = t_ok[:, None] & vr_ok[None, :]
-        u = tl.load(u_rows, mask=u_mask, other=0.0).to(tl.float32)
-        # u = U - W S0^T, written over U for the output kernel.
-        u -= tl.dot(w, state.to(dot_dtype), input_precision=DOT_PRECISION)
-        u = u.to(dot_dtype)
-        tl.store(u_rows, u, mask=u_mask)
-        G = tl.load(gcum_ptr + (start + t).to(tl.int64) * stride_gcum_t + hv, mask=t_ok, other=0.0)
-        G_last = tl.load(gcum_ptr + (start + n - 1).to(tl.int64) * stride_gcum_t + hv)
-        k_t = tl.load(
-            k_ptr + (start + t).to(tl.int64)[None, :] * stride_k_t + h * stride_k_h + kc[:, None],
-            mask=kc_ok[:, None] & t_ok[None, :], other=0.0,
-        )
-        # Decay to the chunk end and the key's 1 / |k| scale each row of u.
-        row_scale = tl.where(t_ok, tl.exp(G_last - G) * _inv_norms(tl.trans(k_t), QK_L2NORM, 64), 0.0)
-        u_decayed = (u.to(tl.float32) * row_scale[:, None]).to(dot_dtype)
+        rows = (start + t).to(tl.int64)
+        s0 = state.to(dot_dtype)
+        w = tl.load(w_ptr + rows[:, None] * stride_w_t + hv * stride_w_h + kc[None, :],
+                    mask=t_ok[:, None] & kc_ok[None, :], other=0.0)
+        q = tl.load(q_ptr + rows[:, None] * stride_q_t + h * stride_q_h + kc[None, :],
+                    mask=t_ok[:, None] & kc_ok[None, :], other=0.0)
+        rows_ok = t_ok[:, None] & vr_ok[None, :]
+        U = tl.load(u_ptr + rows[:, None] * stride_u_t + hv * stride_u_h + vr[None, :],
+                    mask=rows_ok, other=0.0).to(tl.float32)
+        # u = U - W S0^T; the output: exp(G) S0 q (scaled) plus the
+        # intra-chunk weights on u.
+        u = (U - tl.dot(w, s0, input_precision=DOT_PRECISION)).to(dot_dtype)
+        q_gate = tl.load(q_gate_ptr + rows * stride_gate_t + hv, mask=t_ok, other=0.0)
+        weights = tl.load(weights_ptr + rows[:, None] * stride_wt_t + hv * stride_wt_h + t[None, :],
+                          mask=t_ok[:, None], other=0.0)
+        o = tl.dot(q, s0, input_precision=DOT_PRECISION) * q_gate[:, None]
+        o = tl.dot(weights, u, o, input_precision=DOT_PRECISION)
+        tl.store(out_ptr + rows[:, None] * stride_o_t + hv * stride_o_h + vr[None, :],
+                 o.to(out_ptr.dtype.element_ty), mask=rows_ok)
+        # S^T = exp(G_last) S0^T + k^T (k_gate * u).
+        k_t = tl.load(k_ptr + rows[None, :] * stride_k_t + h * stride_k_h + kc[:, None],
+                      mask=kc_ok[:, None] & t_ok[None, :], other=0.0)
+        k_gate = tl.load(k_gate_ptr + rows * stride_gate_t + hv, mask=t_ok, other=0.0)
+        G_last = tl.load(gcum_ptr + (start + n - 1).to(tl.int64) * stride_gate_t + hv)
+        u_decayed = (u.to(tl.float32) * k_gate[:, None]).to(dot_dtype)
         state = state * tl.exp(G_last) + tl.dot(k_t, u_decayed, input_precision=DOT_PRECISION)
     if valid:
         tl.store(page, state.to(states_ptr.dtype.element_ty), mask=tile_ok)
-
-
-@triton.jit
-def _gdr_chunk_output_kernel(
-    q_ptr, k_ptr, u_ptr, gcum_ptr, chunk_states_ptr, cu_ptr, chunk_ptr, out_ptr,
-    scale, K, V, heads_per_k,
-    stride_q_t, stride_q_h, stride_k_t, stride_k_h, stride_u_t, stride_u_h, stride_gcum_t,
-    stride_cs_c, stride_cs_h, stride_cs_v, stride_o_t, stride_o_h,
-    QK_L2NORM: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-):
-    chunk = tl.program_id(0)
-    hv = tl.program_id(1)
-    h = hv // heads_per_k
-    vc = tl.program_id(2) * BV + tl.arange(0, BV)
-    vc_ok = vc < V
-    dot_dtype = q_ptr.dtype.element_ty
-    start, n = _chunk_span(cu_ptr, chunk_ptr, chunk)
-    t = tl.arange(0, 64)
-    t_ok = t < n
-
-    # Both products over the key dimension in BK-wide steps, from raw q and
-    # k in the input dtype; the L2 norms and scale enter afterwards as
-    # row/column scales, from sums of squares gathered on the way.
-    q_base = q_ptr + start.to(tl.int64) * stride_q_t + h * stride_q_h
-    k_base = k_ptr + start.to(tl.int64) * stride_k_t + h * stride_k_h
-    state_rows = (chunk_states_ptr + chunk.to(tl.int64) * stride_cs_c + hv * stride_cs_h
-                  + vc[:, None] * stride_cs_v)
-    inter = tl.zeros([64, BV], dtype=tl.float32)
-    qk = tl.zeros([64, 64], dtype=tl.float32)
-    q_sq = tl.zeros([64], dtype=tl.float32)
-    k_sq = tl.zeros([64], dtype=tl.float32)
-    for k0 in range(0, K, BK):
-        kc = k0 + tl.arange(0, BK)
-        kc_ok = kc < K
-        q = _load_rows(q_base, 0, n, stride_q_t, kc, kc_ok, 64)
-        k = _load_rows(k_base, 0, n, stride_k_t, kc, kc_ok, 64)
-        if QK_L2NORM:
-            q_sq += _sum_squares(q)
-            k_sq += _sum_squares(k)
-        state = tl.load(state_rows + kc[None, :], mask=vc_ok[:, None] & kc_ok[None, :], other=0.0)
-        inter = tl.dot(q, tl.trans(state), inter, input_precision=DOT_PRECISION)
-        qk = tl.dot(q, tl.trans(k), qk, input_precision=DOT_PRECISION)
-    if QK_L2NORM:
-        q_scale = _inv_norm(q_sq) * scale
-        k_scale = _inv_norm(k_sq)
-    else:
-        q_scale = tl.full((64,), 1.0, tl.float32) * scale
-        k_scale = tl.full((64,), 1.0, tl.float32)
-    G = tl.load(gcum_ptr + (start + t).to(tl.int64) * stride_gcum_t + hv, mask=t_ok, other=0.0)
-    # Inter-chunk: exp(G[i]) S0 q[i].
-    acc = inter * (q_scale * tl.exp(G))[:, None]
-    # Intra-chunk: causal, decayed (q . k) weights on u. Rows past n are
-    # masked too: their G (0) minus a valid one could overflow exp.
-    causal = (t[:, None] >= t[None, :]) & t_ok[:, None]
-    qk = qk * q_scale[:, None] * k_scale[None, :]
-    weights = tl.where(causal, qk * tl.exp(tl.where(causal, G[:, None] - G[None, :], 0.0)), 0.0)
-    u = tl.load(
-        u_ptr + (start + t).to(tl.int64)[:, None] * stride_u_t + hv * stride_u_h + vc[None, :],
-        mask=t_ok[:, None] & vc_ok[None, :], other=0.0,
-    )
-    acc += tl.dot(weights.to(dot_dtype), u, input_precision=DOT_PRECISION)
-    tl.store(
-        out_ptr + (start + t).to(tl.int64)[:, None] * stride_o_t + hv * stride_o_h + vc[None, :],
-        acc.to(out_ptr.dtype.element_ty), mask=t_ok[:, None] & vc_ok[None, :],
-    )
 
 
 @triton.jit
@@ -774,11 +713,14 @@ def gated_delta_rule_prefill(
     options = cfg["compile_options"]
     bk = dot_block(K)
     bv_full = dot_block(V)
-    gcum = torch.empty(max(total, 1), HV, dtype=torch.float32, device=dev)
-    w = torch.empty(max(total, 1), HV, K, dtype=q.dtype, device=dev)
-    u = torch.empty(max(total, 1), HV, V, dtype=q.dtype, device=dev)
-    t_rows = torch.empty(max(total, 1), HV, CHUNK_SIZE, dtype=q.dtype, device=dev)
-    chunk_states = torch.empty(max(num_chunks, 1), HV, V, K, dtype=q.dtype, device=dev)
+    rows = max(total, 1)
+    gcum = torch.empty(rows, HV, dtype=torch.float32, device=dev)
+    q_gate = torch.empty_like(gcum)
+    k_gate = torch.empty_like(gcum)
+    w = torch.empty(rows, HV, K, dtype=q.dtype, device=dev)
+    u = torch.empty(rows, HV, V, dtype=q.dtype, device=dev)
+    # T's rows, then (written over them by the W/U kernel) the intra-chunk weights.
+    t_rows = torch.empty(rows, HV, CHUNK_SIZE, dtype=q.dtype, device=dev)
     heads_per_k = HV // H
 
     if num_chunks > 0:
@@ -793,41 +735,28 @@ def gated_delta_rule_prefill(
         )
         c = cfg["wy"]
         _gdr_chunk_wy_kernel[(num_chunks, HV)](
-            k, v, beta, cu_seqlens, chunk_indices, gcum, t_rows, w, u,
-            K, V, heads_per_k,
-            k.stride(0), k.stride(1), v.stride(0), v.stride(1), beta.stride(0), beta.stride(1),
-            gcum.stride(0), t_rows.stride(0), t_rows.stride(1),
+            q, k, v, beta, cu_seqlens, chunk_indices, gcum, t_rows, w, u, q_gate, k_gate,
+            scale, K, V, heads_per_k,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+            beta.stride(0), beta.stride(1), gcum.stride(0), t_rows.stride(0), t_rows.stride(1),
             w.stride(0), w.stride(1), u.stride(0), u.stride(1),
             QK_L2NORM=qk_l2norm, BK=bk, BV=bv_full, DOT_PRECISION=dot_precision,
             num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
         )
 
-    c = cfg["state_pass"]
+    c = cfg["scan"]
     bv = min(c["BV"], bv_full)
-    _gdr_state_pass_kernel[(num_seqs, HV, cdiv(V, bv))](
-        k, w, u, gcum, cu_seqlens, chunk_offsets, chunk_states,
-        states, state_indices, has_initial_state,
+    _gdr_chunk_scan_kernel[(num_seqs, HV, cdiv(V, bv))](
+        q, k, w, u, t_rows, gcum, q_gate, k_gate, cu_seqlens, chunk_offsets,
+        states, state_indices, has_initial_state, out,
         K, V, heads_per_k, pad_slot_id,
-        k.stride(0), k.stride(1), w.stride(0), w.stride(1), u.stride(0), u.stride(1), gcum.stride(0),
-        chunk_states.stride(0), chunk_states.stride(1), chunk_states.stride(2),
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), w.stride(0), w.stride(1),
+        u.stride(0), u.stride(1), t_rows.stride(0), t_rows.stride(1), gcum.stride(0),
         states.stride(0), states.stride(1), states.stride(2), states.stride(3),
-        QK_L2NORM=qk_l2norm, BK=bk, BV=bv, DOT_PRECISION=dot_precision,
+        out.stride(0), out.stride(1),
+        BK=bk, BV=bv, DOT_PRECISION=dot_precision,
         num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
     )
-
-    if num_chunks > 0:
-        c = cfg["output"]
-        bv = min(c["BV"], bv_full)
-        bk_step = min(c["BK"], bk)
-        _gdr_chunk_output_kernel[(num_chunks, HV, cdiv(V, bv))](
-            q, k, u, gcum, chunk_states, cu_seqlens, chunk_indices, out,
-            scale, K, V, heads_per_k,
-            q.stride(0), q.stride(1), k.stride(0), k.stride(1), u.stride(0), u.stride(1), gcum.stride(0),
-            chunk_states.stride(0), chunk_states.stride(1), chunk_states.stride(2),
-            out.stride(0), out.stride(1),
-            QK_L2NORM=qk_l2norm, BK=bk_step, BV=bv, DOT_PRECISION=dot_precision,
-            num_warps=c["num_warps"], num_stages=c["num_stages"], **options,
-        )
     return out
 
 

@@ -114,27 +114,33 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
 
 
 def _device_config(device: torch.device) -> dict[str, dict]:
-    if device.type not in LAUNCH_CONFIGS:
+    device_type = device.type
+    config = LAUNCH_CONFIGS.get(device_type)
+    if config is None:
         raise ValueError(
-            f"device: {device.type!r} has no launch configuration; accepted: "
+            f"device: {device_type!r} has no launch configuration; accepted: "
             f"{sorted(LAUNCH_CONFIGS)}")
-    if device.type == "cpu" and isinstance(reshape_and_cache_kernel, triton.runtime.JITFunction):
+    if device_type == "cpu" and isinstance(reshape_and_cache_kernel, triton.runtime.JITFunction):
         # Triton fixes interpretation when the kernels are decorated (import).
         raise RuntimeError("CPU tensors need Triton's interpreter: set TRITON_INTERPRET=1 "
                            "before importing vllm_xpu_hybrid.ops")
-    return LAUNCH_CONFIGS[device.type]
+    return config
 
 
 def _launch_options(config: dict[str, dict], entry: dict) -> dict:
-    options = {k: entry[k] for k in ("num_warps", "num_stages") if k in entry}
-    options.update(config["compile_options"])
+    options = dict(config["compile_options"], num_warps=entry["num_warps"])
+    if "num_stages" in entry:
+        options["num_stages"] = entry["num_stages"]
     return options
 
 
-def _check_last_dim_contiguous(name: str, t: torch.Tensor) -> None:
-    if t.stride(-1) != 1:
+def _row_strides(name: str, t: torch.Tensor) -> tuple[int, ...]:
+    """t's strides, checked to end in 1 (the last dimension contiguous)."""
+    strides = t.stride()
+    if strides[-1] != 1:
         raise ValueError(f"{name}: last dimension must be contiguous (stride 1), "
-                         f"got strides {tuple(t.stride())}")
+                         f"got strides {tuple(strides)}")
+    return strides
 
 
 def _check_dtype(name: str, t: torch.Tensor, accepted: tuple) -> None:
@@ -143,30 +149,36 @@ def _check_dtype(name: str, t: torch.Tensor, accepted: tuple) -> None:
                          f"{[str(d) for d in accepted]}")
 
 
-def _check_kv_cache(kv_cache: torch.Tensor) -> None:
-    if kv_cache.dim() != 5 or kv_cache.shape[1] != 2:
+def _check_kv_cache(kv_cache: torch.Tensor) -> tuple[int, ...]:
+    """Checks the cache's layout, dtype, block size and head size; returns
+    its strides."""
+    shape = kv_cache.shape
+    if len(shape) != 5 or shape[1] != 2:
         raise ValueError(
             "kv_cache: expected shape [num_blocks, 2, block_size, num_kv_heads, head_size], "
-            f"got {tuple(kv_cache.shape)}")
+            f"got {tuple(shape)}")
     _check_dtype("kv_cache", kv_cache, SUPPORTED_DTYPES)
-    _check_last_dim_contiguous("kv_cache", kv_cache)
-    block_size = kv_cache.shape[2]
+    strides = _row_strides("kv_cache", kv_cache)
+    block_size = shape[2]
     # Keys are gathered one by one through the block table, so any multiple of
     # 16 works; vLLM's hybrid alignment produces sizes such as 48 or 384.
     if block_size < 16 or block_size % 16:
         raise ValueError(f"kv_cache: block_size (dim 2) must be a multiple of 16 "
                          f"(16, 32, 48, ...), got {block_size}")
-    if kv_cache.shape[4] not in SUPPORTED_HEAD_SIZES:
-        raise ValueError(f"kv_cache: head_size {kv_cache.shape[4]} not supported; "
+    if shape[4] not in SUPPORTED_HEAD_SIZES:
+        raise ValueError(f"kv_cache: head_size {shape[4]} not supported; "
                          f"accepted: {list(SUPPORTED_HEAD_SIZES)}")
+    return strides
 
 
-def _check_same_device(**tensors: torch.Tensor | None) -> None:
-    devices = {name: t.device for name, t in tensors.items() if t is not None}
-    first = next(iter(devices.values()))
-    for name, dev in devices.items():
-        if dev != first:
-            raise ValueError(f"{name}: on device {dev}, expected {first} like the other tensors")
+def _check_same_device(*named: tuple[str, torch.Tensor | None]) -> None:
+    """(name, tensor) pairs, the first tensor present: every tensor present
+    is on the first one's device."""
+    device = named[0][1].device
+    for name, t in named[1:]:
+        if t is not None and t.device != device:
+            raise ValueError(f"{name}: on device {t.device}, expected {device} like the "
+                             f"other tensors")
 
 
 # ---------------------------------------------------------------------------
@@ -233,9 +245,9 @@ def reshape_and_cache(
                          f"got key {tuple(key.shape)}, value {tuple(value.shape)}")
     _check_dtype("key", key, SUPPORTED_DTYPES)
     _check_dtype("value", value, SUPPORTED_DTYPES)
-    _check_last_dim_contiguous("key", key)
-    _check_last_dim_contiguous("value", value)
-    _check_kv_cache(kv_cache)
+    key_strides = _row_strides("key", key)
+    value_strides = _row_strides("value", value)
+    cache_strides = _check_kv_cache(kv_cache)
     num_tokens, num_kv_heads, head_size = key.shape
     if kv_cache.shape[3:] != (num_kv_heads, head_size):
         raise ValueError(f"kv_cache: (num_kv_heads, head_size) = {tuple(kv_cache.shape[3:])} "
@@ -244,8 +256,9 @@ def reshape_and_cache(
         raise ValueError(f"slot_mapping: expected 1-D with >= {num_tokens} entries (T), "
                          f"got shape {tuple(slot_mapping.shape)}")
     _check_dtype("slot_mapping", slot_mapping, INDEX_DTYPES)
-    _check_last_dim_contiguous("slot_mapping", slot_mapping)
-    _check_same_device(key=key, value=value, kv_cache=kv_cache, slot_mapping=slot_mapping)
+    _row_strides("slot_mapping", slot_mapping)
+    _check_same_device(("key", key), ("value", value), ("kv_cache", kv_cache),
+                       ("slot_mapping", slot_mapping))
     if num_tokens == 0:
         return
 
@@ -257,7 +270,7 @@ def reshape_and_cache(
     _launch_cache_write(
         grid,
         (key, value, kv_cache, slot_mapping),
-        (num_kv_heads, *key.stride()[:2], *value.stride()[:2], *kv_cache.stride()[:4]),
+        (num_kv_heads, *key_strides[:2], *value_strides[:2], *cache_strides[:4]),
         {"HEAD_SIZE": head_size, "HEAD_PAD": head_pad, "BLOCK_SIZE": kv_cache.shape[2],
          "BLOCK_H": block_h},
         _launch_options(config, entry),
@@ -416,8 +429,7 @@ _launch_unified = CachedLaunch(paged_attention_unified_kernel)
 
 @triton.jit
 def paged_attention_split_kv_kernel(
-    query_ptr, kv_cache_ptr,
-    partial_acc_ptr, partial_max_ptr, partial_sum_ptr,
+    query_ptr, kv_cache_ptr, partials_ptr,
     query_start_loc_ptr, seq_lens_ptr, block_table_ptr,
     num_splits, scale, softcap, sliding_window,
     stride_qt, stride_qh,
@@ -432,10 +444,11 @@ def paged_attention_split_kv_kernel(
     sequence, all Q_PER_KV query heads of the KV head as rows, against one
     part of the sequence's visible keys.
 
-    Writes unnormalised partials, per query head and split:
-    partial_acc [B, Hq, S, HEAD_PAD] = sum_k exp2(s_k - max) * v_k,
-    partial_max [B, Hq, S] = max (log2 units, -inf if the split saw no key),
-    partial_sum [B, Hq, S] = sum_k exp2(s_k - max).
+    Writes unnormalised partials, per query head and split, into one fp32
+    buffer holding three arrays back to back:
+    acc [B, Hq, S, HEAD_PAD] = sum_k exp2(s_k - max) * v_k,
+    max [B, Hq, S] = max (log2 units, -inf if the split saw no key),
+    sum [B, Hq, S] = sum_k exp2(s_k - max).
     """
     seq = tl.program_id(0)
     kv_head = tl.program_id(1)
@@ -486,9 +499,11 @@ def paged_attention_split_kv_kernel(
     # partials of (seq, q_head, split) at ((seq * Hq + q_head) * num_splits + split)
     num_q_heads = tl.num_programs(1) * Q_PER_KV
     part = (seq.to(tl.int64) * num_q_heads + q_head) * num_splits + split
+    num_parts = tl.num_programs(0).to(tl.int64) * num_q_heads * num_splits
+    partial_max_ptr = partials_ptr + num_parts * HEAD_PAD
     tl.store(partial_max_ptr + part, m, mask=row_valid)
-    tl.store(partial_sum_ptr + part, l, mask=row_valid)
-    tl.store(partial_acc_ptr + part[:, None] * HEAD_PAD + dims[None, :], acc,
+    tl.store(partial_max_ptr + num_parts + part, l, mask=row_valid)
+    tl.store(partials_ptr + part[:, None] * HEAD_PAD + dims[None, :], acc,
              mask=row_valid[:, None])
 
 
@@ -497,13 +512,13 @@ _launch_split_kv = CachedLaunch(paged_attention_split_kv_kernel)
 
 @triton.jit
 def paged_attention_reduce_kernel(
-    out_ptr, partial_acc_ptr, partial_max_ptr, partial_sum_ptr,
-    query_start_loc_ptr, sinks_ptr,
+    out_ptr, partials_ptr, query_start_loc_ptr, sinks_ptr,
     num_splits, stride_ot, stride_oh,
     HEAD_SIZE: tl.constexpr, HEAD_PAD: tl.constexpr, SPLITS_PAD: tl.constexpr,
     USE_SINKS: tl.constexpr,
 ):
-    """Program (sequence, query head): merges the split partials into out."""
+    """Program (sequence, query head): merges the split partials (laid out
+    as the split kernel writes them) into out."""
     seq = tl.program_id(0)
     q_head = tl.program_id(1)
     q_start = tl.load(query_start_loc_ptr + seq).to(tl.int32)
@@ -514,8 +529,10 @@ def paged_attention_reduce_kernel(
     splits = tl.arange(0, SPLITS_PAD)
     split_valid = splits < num_splits
     part = (seq.to(tl.int64) * tl.num_programs(1) + q_head) * num_splits + splits
+    num_parts = tl.num_programs(0).to(tl.int64) * tl.num_programs(1) * num_splits
+    partial_max_ptr = partials_ptr + num_parts * HEAD_PAD
     m_split = tl.load(partial_max_ptr + part, mask=split_valid, other=float("-inf"))
-    l_split = tl.load(partial_sum_ptr + part, mask=split_valid, other=0.0)
+    l_split = tl.load(partial_max_ptr + num_parts + part, mask=split_valid, other=0.0)
     m = tl.max(m_split, axis=0)
     if USE_SINKS:
         sink = tl.load(sinks_ptr + q_head).to(tl.float32) * 1.4426950408889634
@@ -528,7 +545,7 @@ def paged_attention_reduce_kernel(
     denominator = tl.where(denominator == 0.0, 1.0, denominator)
 
     dims = tl.arange(0, HEAD_PAD)
-    acc = tl.load(partial_acc_ptr + part[:, None] * HEAD_PAD + dims[None, :],
+    acc = tl.load(partials_ptr + part[:, None] * HEAD_PAD + dims[None, :],
                   mask=split_valid[:, None], other=0.0)
     out = tl.sum(acc * weight[:, None], axis=0) / denominator
     tl.store(out_ptr + q_start.to(tl.int64) * stride_ot + q_head * stride_oh + dims,
@@ -591,8 +608,8 @@ def paged_attention(
     if query.dim() != 3:
         raise ValueError(f"query: expected [T, num_q_heads, head_size], got {tuple(query.shape)}")
     _check_dtype("query", query, SUPPORTED_DTYPES)
-    _check_last_dim_contiguous("query", query)
-    _check_kv_cache(kv_cache)
+    query_strides = _row_strides("query", query)
+    cache_strides = _check_kv_cache(kv_cache)
     num_tokens, num_q_heads, head_size = query.shape
     num_kv_heads = kv_cache.shape[3]
     if head_size not in SUPPORTED_HEAD_SIZES:
@@ -608,28 +625,28 @@ def paged_attention(
     if out.shape != query.shape:
         raise ValueError(f"out: shape {tuple(out.shape)} must equal query's {tuple(query.shape)}")
     _check_dtype("out", out, SUPPORTED_DTYPES)
-    _check_last_dim_contiguous("out", out)
+    out_strides = _row_strides("out", out)
     if query_start_loc.dim() != 1 or query_start_loc.shape[0] < 1:
         raise ValueError(f"query_start_loc: expected [B + 1], got {tuple(query_start_loc.shape)}")
     num_seqs = query_start_loc.shape[0] - 1
     _check_dtype("query_start_loc", query_start_loc, INDEX_DTYPES)
-    _check_last_dim_contiguous("query_start_loc", query_start_loc)
+    _row_strides("query_start_loc", query_start_loc)
     if seq_lens.shape != (num_seqs,):
         raise ValueError(f"seq_lens: expected [B] = [{num_seqs}] (B from query_start_loc), "
                          f"got {tuple(seq_lens.shape)}")
     _check_dtype("seq_lens", seq_lens, INDEX_DTYPES)
-    _check_last_dim_contiguous("seq_lens", seq_lens)
+    _row_strides("seq_lens", seq_lens)
     if block_table.dim() != 2 or block_table.shape[0] != num_seqs:
         raise ValueError(f"block_table: expected [B, max_blocks] with B = {num_seqs}, "
                          f"got {tuple(block_table.shape)}")
     _check_dtype("block_table", block_table, INDEX_DTYPES)
-    _check_last_dim_contiguous("block_table", block_table)
+    block_table_stride = _row_strides("block_table", block_table)[0]
     if sinks is not None:
         if sinks.shape != (num_q_heads,):
             raise ValueError(f"sinks: expected [num_q_heads] = [{num_q_heads}], "
                              f"got {tuple(sinks.shape)}")
         _check_dtype("sinks", sinks, SUPPORTED_DTYPES)
-        _check_last_dim_contiguous("sinks", sinks)
+        _row_strides("sinks", sinks)
     if sliding_window is not None and (isinstance(sliding_window, bool)
                                        or not isinstance(sliding_window, int)
                                        or sliding_window <= 0):
@@ -639,8 +656,9 @@ def paged_attention(
     if max_query_len < 0 or max_seq_len < 0:
         raise ValueError(f"max_query_len/max_seq_len: expected ints >= 0, "
                          f"got {max_query_len}, {max_seq_len}")
-    _check_same_device(query=query, kv_cache=kv_cache, out=out, query_start_loc=query_start_loc,
-                       seq_lens=seq_lens, block_table=block_table, sinks=sinks)
+    _check_same_device(("query", query), ("kv_cache", kv_cache), ("out", out),
+                       ("query_start_loc", query_start_loc), ("seq_lens", seq_lens),
+                       ("block_table", block_table), ("sinks", sinks))
     if num_tokens == 0 or num_seqs == 0 or max_query_len == 0:
         return out
 
@@ -652,8 +670,6 @@ def paged_attention(
     dot_precision = "ieee" if query.dtype == torch.float32 else "tf32"
     window = sliding_window or 0
     scale, softcap = float(scale), float(softcap)
-    cache_strides = kv_cache.stride()[:4]
-    query_strides, out_strides = query.stride()[:2], out.stride()[:2]
 
     split_entry = config["split_kv"]
     if (max_query_len == 1 and max_seq_len >= split_entry["min_seq_len"]
@@ -661,17 +677,14 @@ def paged_attention(
         visible = min(max_seq_len, window) if window else max_seq_len
         num_splits = max(1, min(split_entry["max_splits"],
                                 cdiv(visible, split_entry["tokens_per_split"])))
-        partial_acc = torch.empty((num_seqs, num_q_heads, num_splits, head_pad),
-                                  dtype=torch.float32, device=query.device)
-        partial_max = torch.empty((num_seqs, num_q_heads, num_splits),
-                                  dtype=torch.float32, device=query.device)
-        partial_sum = torch.empty_like(partial_max)
+        # acc, max and sum of each (sequence, query head, split), in one buffer.
+        partials = torch.empty(num_seqs * num_q_heads * num_splits * (head_pad + 2),
+                               dtype=torch.float32, device=query.device)
         _launch_split_kv(
             (num_seqs, num_kv_heads, num_splits),
-            (query, kv_cache, partial_acc, partial_max, partial_sum,
-             query_start_loc, seq_lens, block_table),
-            (num_splits, scale, softcap, window, *query_strides, *cache_strides,
-             block_table.stride(0)),
+            (query, kv_cache, partials, query_start_loc, seq_lens, block_table),
+            (num_splits, scale, softcap, window, *query_strides[:2], *cache_strides[:4],
+             block_table_stride),
             {"Q_PER_KV": q_per_kv, "HEAD_SIZE": head_size, "HEAD_PAD": head_pad,
              "BLOCK_SIZE": block_size, "BLOCK_M": dot_block(q_per_kv),
              "TILE_N": split_entry["tile_n"][head_pad], "DOT_PRECISION": dot_precision,
@@ -680,8 +693,8 @@ def paged_attention(
         )
         _launch_split_kv_reduce(
             (num_seqs, num_q_heads),
-            (out, partial_acc, partial_max, partial_sum, query_start_loc, sinks),
-            (num_splits, *out_strides),
+            (out, partials, query_start_loc, sinks),
+            (num_splits, *out_strides[:2]),
             {"HEAD_SIZE": head_size, "HEAD_PAD": head_pad,
              "SPLITS_PAD": next_power_of_2(split_entry["max_splits"]),
              "USE_SINKS": sinks is not None},
@@ -701,7 +714,7 @@ def paged_attention(
         grid,
         (query, kv_cache, out, query_start_loc, seq_lens, block_table, sinks),
         (num_seqs, scale, softcap, window,
-         *query_strides, *out_strides, *cache_strides, block_table.stride(0)),
+         *query_strides[:2], *out_strides[:2], *cache_strides[:4], block_table_stride),
         {"Q_PER_KV": q_per_kv, "HEAD_SIZE": head_size, "HEAD_PAD": head_pad,
          "BLOCK_SIZE": block_size, "BLOCK_M": block_m, "BLOCK_Q": block_q,
          "TILE_N": entry["tile_n"][head_pad], "DOT_PRECISION": dot_precision,

@@ -378,6 +378,14 @@ def test_attention_rejects_bad_layout_and_options(device):
         _call(batch, seq_lens=batch["seq_lens"].repeat(2))
 
 
+def test_attention_rejects_tensors_on_another_device(device):
+    batch = _attention_args(device)
+    with pytest.raises(ValueError, match=rf"block_table: on device meta, expected {device}"):
+        _call(batch, block_table=batch["block_table"].to("meta"))
+    with pytest.raises(ValueError, match=rf"sinks: on device meta, expected {device}"):
+        _call(batch, sinks=torch.zeros(4, device="meta"))
+
+
 def test_reshape_and_cache_rejects_bad_arguments(device):
     key = torch.zeros(4, 2, 64, device=device)
     kv_cache = torch.zeros(2, 2, 16, 2, 64, device=device)
@@ -396,3 +404,5 @@ def test_reshape_and_cache_rejects_bad_arguments(device):
         reshape_and_cache(key[:, :1], key[:, :1], kv_cache, slots)
     with pytest.raises(ValueError, match=r"kv_cache: head_size 48 not supported"):
         reshape_and_cache(key[..., :48], key[..., :48], kv_cache[..., :48], slots)
+    with pytest.raises(ValueError, match=rf"slot_mapping: on device meta, expected {device}"):
+        reshape_and_cache(key, key, kv_cache, slots.to("meta"))

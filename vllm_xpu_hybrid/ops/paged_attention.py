@@ -172,8 +172,8 @@ def _check_kv_cache(kv_cache: torch.Tensor) -> tuple[int, ...]:
 
 
 def _check_same_device(*named: tuple[str, torch.Tensor | None]) -> None:
-    """(name, tensor) pairs, the first tensor present: every tensor present
-    is on the first one's device."""
+    """(name, tensor) pairs, the first tensor given, the others tensors or
+    None: every tensor given is on the first one's device."""
     device = named[0][1].device
     for name, t in named[1:]:
         if t is not None and t.device != device:

@@ -11,10 +11,10 @@ INDEX_DTYPES = (torch.int32, torch.int64)
 FLAG_DTYPES = (torch.bool, torch.int32)
 
 
-def check_dtype(name: str, t: torch.Tensor) -> None:
-    """A float operand: one of SUPPORTED_DTYPES."""
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {SUPPORTED_DTYPES}")
+def check_dtype(name: str, t: torch.Tensor, accepted: tuple = SUPPORTED_DTYPES) -> None:
+    """t's dtype is one of accepted (by default a float operand's)."""
+    if t.dtype not in accepted:
+        raise ValueError(f"{name}: dtype {t.dtype} unsupported; accepted: {accepted}")
 
 
 def check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None:

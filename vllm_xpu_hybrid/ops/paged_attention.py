@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES
+from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES, check_dtype
 from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, dot_block, next_power_of_2
 
 SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
@@ -143,12 +143,6 @@ def _row_strides(name: str, t: torch.Tensor) -> tuple[int, ...]:
     return strides
 
 
-def _check_dtype(name: str, t: torch.Tensor, accepted: tuple) -> None:
-    if t.dtype not in accepted:
-        raise ValueError(f"{name}: dtype {t.dtype} not supported; accepted: "
-                         f"{[str(d) for d in accepted]}")
-
-
 def _check_kv_cache(kv_cache: torch.Tensor) -> tuple[int, ...]:
     """Checks the cache's layout, dtype, block size and head size; returns
     its strides."""
@@ -157,7 +151,7 @@ def _check_kv_cache(kv_cache: torch.Tensor) -> tuple[int, ...]:
         raise ValueError(
             "kv_cache: expected shape [num_blocks, 2, block_size, num_kv_heads, head_size], "
             f"got {tuple(shape)}")
-    _check_dtype("kv_cache", kv_cache, SUPPORTED_DTYPES)
+    check_dtype("kv_cache", kv_cache)
     strides = _row_strides("kv_cache", kv_cache)
     block_size = shape[2]
     # Keys are gathered one by one through the block table, so any multiple of
@@ -243,8 +237,8 @@ def reshape_and_cache(
     if key.dim() != 3 or value.shape != key.shape:
         raise ValueError(f"key/value: expected equal shapes [T, num_kv_heads, head_size], "
                          f"got key {tuple(key.shape)}, value {tuple(value.shape)}")
-    _check_dtype("key", key, SUPPORTED_DTYPES)
-    _check_dtype("value", value, SUPPORTED_DTYPES)
+    check_dtype("key", key)
+    check_dtype("value", value)
     key_strides = _row_strides("key", key)
     value_strides = _row_strides("value", value)
     cache_strides = _check_kv_cache(kv_cache)
@@ -255,7 +249,7 @@ def reshape_and_cache(
     if slot_mapping.dim() != 1 or slot_mapping.shape[0] < num_tokens:
         raise ValueError(f"slot_mapping: expected 1-D with >= {num_tokens} entries (T), "
                          f"got shape {tuple(slot_mapping.shape)}")
-    _check_dtype("slot_mapping", slot_mapping, INDEX_DTYPES)
+    check_dtype("slot_mapping", slot_mapping, INDEX_DTYPES)
     _row_strides("slot_mapping", slot_mapping)
     _check_same_device(("key", key), ("value", value), ("kv_cache", kv_cache),
                        ("slot_mapping", slot_mapping))
@@ -428,6 +422,19 @@ _launch_unified = CachedLaunch(paged_attention_unified_kernel)
 
 
 @triton.jit
+def _split_partials(partials_ptr, seq, q_head, split, num_q_heads, num_splits,
+                    HEAD_PAD: tl.constexpr):
+    """Where the split path's fp32 partials buffer (acc [B, Hq, S, HEAD_PAD],
+    then max [B, Hq, S], then sum [B, Hq, S], B being the grid's first
+    dimension) holds (seq, q_head, split): the start of its acc row, its max
+    and its sum. q_head or split may be a vector."""
+    part = (seq.to(tl.int64) * num_q_heads + q_head) * num_splits + split
+    num_parts = tl.num_programs(0).to(tl.int64) * num_q_heads * num_splits
+    max_ptr = partials_ptr + num_parts * HEAD_PAD + part
+    return partials_ptr + part * HEAD_PAD, max_ptr, max_ptr + num_parts
+
+
+@triton.jit
 def paged_attention_split_kv_kernel(
     query_ptr, kv_cache_ptr, partials_ptr,
     query_start_loc_ptr, seq_lens_ptr, block_table_ptr,
@@ -445,10 +452,10 @@ def paged_attention_split_kv_kernel(
     part of the sequence's visible keys.
 
     Writes unnormalised partials, per query head and split, into one fp32
-    buffer holding three arrays back to back:
-    acc [B, Hq, S, HEAD_PAD] = sum_k exp2(s_k - max) * v_k,
-    max [B, Hq, S] = max (log2 units, -inf if the split saw no key),
-    sum [B, Hq, S] = sum_k exp2(s_k - max).
+    buffer (laid out as _split_partials says):
+    acc = sum_k exp2(s_k - max) * v_k,
+    max = max (log2 units, -inf if the split saw no key),
+    sum = sum_k exp2(s_k - max).
     """
     seq = tl.program_id(0)
     kv_head = tl.program_id(1)
@@ -496,15 +503,12 @@ def paged_attention_split_kv_kernel(
 
         m, l, acc = _online_softmax_step(m, l, acc, s, v, DOT_PRECISION)
 
-    # partials of (seq, q_head, split) at ((seq * Hq + q_head) * num_splits + split)
-    num_q_heads = tl.num_programs(1) * Q_PER_KV
-    part = (seq.to(tl.int64) * num_q_heads + q_head) * num_splits + split
-    num_parts = tl.num_programs(0).to(tl.int64) * num_q_heads * num_splits
-    partial_max_ptr = partials_ptr + num_parts * HEAD_PAD
-    tl.store(partial_max_ptr + part, m, mask=row_valid)
-    tl.store(partial_max_ptr + num_parts + part, l, mask=row_valid)
-    tl.store(partials_ptr + part[:, None] * HEAD_PAD + dims[None, :], acc,
-             mask=row_valid[:, None])
+    acc_ptr, max_ptr, sum_ptr = _split_partials(partials_ptr, seq, q_head, split,
+                                                tl.num_programs(1) * Q_PER_KV, num_splits,
+                                                HEAD_PAD)
+    tl.store(max_ptr, m, mask=row_valid)
+    tl.store(sum_ptr, l, mask=row_valid)
+    tl.store(acc_ptr[:, None] + dims[None, :], acc, mask=row_valid[:, None])
 
 
 _launch_split_kv = CachedLaunch(paged_attention_split_kv_kernel)
@@ -528,11 +532,10 @@ def paged_attention_reduce_kernel(
 
     splits = tl.arange(0, SPLITS_PAD)
     split_valid = splits < num_splits
-    part = (seq.to(tl.int64) * tl.num_programs(1) + q_head) * num_splits + splits
-    num_parts = tl.num_programs(0).to(tl.int64) * tl.num_programs(1) * num_splits
-    partial_max_ptr = partials_ptr + num_parts * HEAD_PAD
-    m_split = tl.load(partial_max_ptr + part, mask=split_valid, other=float("-inf"))
-    l_split = tl.load(partial_max_ptr + num_parts + part, mask=split_valid, other=0.0)
+    acc_ptr, max_ptr, sum_ptr = _split_partials(partials_ptr, seq, q_head, splits,
+                                                tl.num_programs(1), num_splits, HEAD_PAD)
+    m_split = tl.load(max_ptr, mask=split_valid, other=float("-inf"))
+    l_split = tl.load(sum_ptr, mask=split_valid, other=0.0)
     m = tl.max(m_split, axis=0)
     if USE_SINKS:
         sink = tl.load(sinks_ptr + q_head).to(tl.float32) * 1.4426950408889634
@@ -545,8 +548,7 @@ def paged_attention_reduce_kernel(
     denominator = tl.where(denominator == 0.0, 1.0, denominator)
 
     dims = tl.arange(0, HEAD_PAD)
-    acc = tl.load(partials_ptr + part[:, None] * HEAD_PAD + dims[None, :],
-                  mask=split_valid[:, None], other=0.0)
+    acc = tl.load(acc_ptr[:, None] + dims[None, :], mask=split_valid[:, None], other=0.0)
     out = tl.sum(acc * weight[:, None], axis=0) / denominator
     tl.store(out_ptr + q_start.to(tl.int64) * stride_ot + q_head * stride_oh + dims,
              out.to(out_ptr.dtype.element_ty), mask=dims < HEAD_SIZE)
@@ -607,7 +609,7 @@ def paged_attention(
     """
     if query.dim() != 3:
         raise ValueError(f"query: expected [T, num_q_heads, head_size], got {tuple(query.shape)}")
-    _check_dtype("query", query, SUPPORTED_DTYPES)
+    check_dtype("query", query)
     query_strides = _row_strides("query", query)
     cache_strides = _check_kv_cache(kv_cache)
     num_tokens, num_q_heads, head_size = query.shape
@@ -624,28 +626,28 @@ def paged_attention(
                          f"kv_cache's num_kv_heads ({num_kv_heads})")
     if out.shape != query.shape:
         raise ValueError(f"out: shape {tuple(out.shape)} must equal query's {tuple(query.shape)}")
-    _check_dtype("out", out, SUPPORTED_DTYPES)
+    check_dtype("out", out)
     out_strides = _row_strides("out", out)
     if query_start_loc.dim() != 1 or query_start_loc.shape[0] < 1:
         raise ValueError(f"query_start_loc: expected [B + 1], got {tuple(query_start_loc.shape)}")
     num_seqs = query_start_loc.shape[0] - 1
-    _check_dtype("query_start_loc", query_start_loc, INDEX_DTYPES)
+    check_dtype("query_start_loc", query_start_loc, INDEX_DTYPES)
     _row_strides("query_start_loc", query_start_loc)
     if seq_lens.shape != (num_seqs,):
         raise ValueError(f"seq_lens: expected [B] = [{num_seqs}] (B from query_start_loc), "
                          f"got {tuple(seq_lens.shape)}")
-    _check_dtype("seq_lens", seq_lens, INDEX_DTYPES)
+    check_dtype("seq_lens", seq_lens, INDEX_DTYPES)
     _row_strides("seq_lens", seq_lens)
     if block_table.dim() != 2 or block_table.shape[0] != num_seqs:
         raise ValueError(f"block_table: expected [B, max_blocks] with B = {num_seqs}, "
                          f"got {tuple(block_table.shape)}")
-    _check_dtype("block_table", block_table, INDEX_DTYPES)
+    check_dtype("block_table", block_table, INDEX_DTYPES)
     block_table_stride = _row_strides("block_table", block_table)[0]
     if sinks is not None:
         if sinks.shape != (num_q_heads,):
             raise ValueError(f"sinks: expected [num_q_heads] = [{num_q_heads}], "
                              f"got {tuple(sinks.shape)}")
-        _check_dtype("sinks", sinks, SUPPORTED_DTYPES)
+        check_dtype("sinks", sinks)
         _row_strides("sinks", sinks)
     if sliding_window is not None and (isinstance(sliding_window, bool)
                                        or not isinstance(sliding_window, int)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import triton
+import triton.language as tl
 from triton.compiler import CompiledKernel
 
 from vllm_xpu_hybrid.ops import launch as launch_module
@@ -30,14 +31,24 @@ def test_dot_block_is_a_power_of_two_of_at_least_16():
 
 
 class _FakeCompiled(CompiledKernel):
-    """A compiled kernel that records its launches instead of running."""
+    """A compiled kernel that records its launches instead of running: those
+    through its launcher (``run``) and those through ``[grid]``."""
 
     def __init__(self):
         self.module = None
+        self.function = "function-handle"
+        self.packed_metadata = "packed-metadata"
         self.launches = []
+        self.hooked_launches = []
+
+    def run(self, grid_x, grid_y, grid_z, stream, function, packed_metadata, launch_metadata,
+            enter_hook, exit_hook, *args):
+        assert (function, packed_metadata) == (self.function, self.packed_metadata)
+        assert launch_metadata is None and enter_hook is None and exit_hook is None
+        self.launches.append(((grid_x, grid_y, grid_z), args, stream))
 
     def __getitem__(self, grid):
-        return lambda *args, stream: self.launches.append((grid, args, stream))
+        return lambda *args, stream: self.hooked_launches.append((grid, args, stream))
 
 
 class _FakeKernel:
@@ -114,6 +125,27 @@ def test_cached_launch_takes_triton_when_the_specialisation_may_differ(current_d
     assert len(kernel.triton_calls) == 2 and kernel.compiled.launches == []
 
 
+def test_cached_launch_calls_registered_launch_hooks(current_device, monkeypatch):
+    holder = launch_module._launch_hook_holder()
+    kernel = _FakeKernel()
+    cached = CachedLaunch(kernel)
+    a = _gpu_tensor()
+    _launch(cached, a)
+    for name in ("launch_enter_hook", "launch_exit_hook"):
+        hook = getattr(holder, name)
+        with monkeypatch.context() as patch:
+            if hasattr(hook, "calls"):
+                patch.setattr(hook, "calls", [lambda metadata: None])
+            else:
+                patch.setattr(holder, name, lambda metadata: None)
+            _launch(cached, a)
+        assert len(kernel.compiled.hooked_launches) == (1 if name == "launch_enter_hook" else 2)
+    _launch(cached, a)
+    assert len(kernel.compiled.launches) == 1 and len(kernel.triton_calls) == 1
+    grid, args, stream = kernel.compiled.hooked_launches[0]
+    assert grid == (2, 3, 1) and stream == 100 and args[0] is a
+
+
 def test_cached_launch_never_caches_cpu_tensors_or_other_backends(current_device, monkeypatch):
     kernel = _FakeKernel()
     cached = CachedLaunch(kernel)
@@ -143,3 +175,47 @@ def test_cached_launch_refuses_arguments_out_of_signature_order(current_device):
     with pytest.raises(TypeError, match="constexprs \\['BLOCK', 'OTHER'\\]"):
         CachedLaunch(_FakeKernel())((1,), (_gpu_tensor(),), (None, 8, 1e-5),
                                     {"BLOCK": 16, "OTHER": 1}, {})
+
+
+@triton.jit
+def _scale_kernel(x_ptr, out_ptr, n, factor, BLOCK: tl.constexpr):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < n
+    tl.store(out_ptr + offsets, tl.load(x_ptr + offsets, mask=mask) * factor, mask=mask)
+
+
+def test_cached_launch_runs_a_compiled_kernel_and_its_hooks(device):
+    if device == "cpu":
+        pytest.skip("needs a GPU: under the interpreter every launch takes Triton's path")
+    cached = CachedLaunch(_scale_kernel)
+    x = torch.randn(1000, device=device)
+
+    def scale(factor):
+        out = torch.full_like(x, float("nan"))
+        cached((cdiv(x.numel(), 256),), (x, out), (x.numel(), factor), {"BLOCK": 256},
+               {"num_warps": 4})
+        torch.testing.assert_close(out, x * factor)
+
+    for factor in (2.0, 2.0, 3.0, 3.0):
+        scale(factor)
+    assert len(cached._compiled) == 2
+    holder = launch_module._launch_hook_holder()
+    calls = []
+
+    def hook(metadata):
+        calls.append(metadata)
+
+    if hasattr(holder.launch_enter_hook, "add"):
+        holder.launch_enter_hook.add(hook)
+        try:
+            scale(3.0)
+        finally:
+            holder.launch_enter_hook.remove(hook)
+    else:
+        holder.launch_enter_hook = hook
+        try:
+            scale(3.0)
+        finally:
+            holder.launch_enter_hook = None
+    scale(3.0)
+    assert len(calls) == 1 and calls[0] is not None

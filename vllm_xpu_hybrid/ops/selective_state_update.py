@@ -69,17 +69,20 @@ from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, check_grid_dim, next_
 # (1 or 2) of the batch rows, the heads taking the other: 2 puts the heads
 # of one row next to each other in launch order, 1 the rows of one head.
 # "cuda": from those sweeps (Triton 3.6); 4 KB per program is 8 rows of a
-# fp32 and 16 of a bf16 dstate-128 state, the best tile of each; with
-# 16-bit Mamba-2 states rows on axis 1 ran 3-5 % faster at batch 64 and 256
-# (Granite-4.0-H: 83.1 -> 79.9 and 313.6 -> 301.6 µs), with fp32 states
-# 6 % slower (Mamba2-2.7B, batch 64: 86.1 -> 91.0 µs).
+# fp32 and 16 of a bf16 dstate-128 state, the best tile of each. Rows on
+# axis 2 for every state: with 16-bit Mamba-2 states on the H100 (the
+# targets' device) axis 1 ran 7-25 % slower at batch 64 and 256 (Granite-4.0-H:
+# 96.3 -> 103.5 and 371.4 -> 403.7 µs; Mamba2-2.7B: 62.8 -> 70.1 and
+# 234.2 -> 290.1 µs), where on the H200 it had run 3-5 % faster (Granite-4.0-H:
+# 83.1 -> 79.9 and 313.6 -> 301.6 µs); with fp32 states it ran 6 % slower
+# on the H200 (Mamba2-2.7B, batch 64: 86.1 -> 91.0 µs).
 # "xpu" compiles without register spills on PVC (triton-xpu 3.3 + ocloc at
 # 128 GRF) with bf16 states at dstate 128 and at 128 rows of dstate 16 with
 # a per-state A; never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict] = {
     "cuda": {
         "per_head_A": {"BLOCK_P": 8, "STATE_TILE_BYTES": 4096, "num_warps": 1,
-                       "ROW_AXIS": {4: 2, 2: 1}},
+                       "ROW_AXIS": {4: 2, 2: 2}},
         "per_state_A": {"BLOCK_P": 32, "STATE_TILE_BYTES": 0, "num_warps": 1,
                         "ROW_AXIS": {4: 2, 2: 2}},
         "compile_options": {},

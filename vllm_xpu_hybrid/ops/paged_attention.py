@@ -55,10 +55,11 @@ SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
 #     578 µs, and head size 256 at 256 x 2 ran unified faster: 503 against
 #     576 µs); each sequence's visible KV
 #     range is split into ceil(min(max_seq_len, window) / tokens_per_split)
-#     parts, at most max_splits (tokens_per_split and tile_n keyed by the
-#     padded head size: on the H100, 64 sequences at 4k context ran 202 µs
-#     at head 64 with 1024 tokens and tile 32 against 209 µs with 256 and
-#     64, and 204 µs at head 256 with 512 tokens against 212 µs with 256).
+#     parts, at most max_splits. Fewer, longer splits were tried and not
+#     kept: on the H100 at 4k context, 1024 tokens per split at head 64 and
+#     512 at head 256 reached 88 % of copy bandwidth at 64 sequences (85 and
+#     84 % with 256), but one sequence then took 48.0 and 42.8 µs (0.73x and
+#     1.45x vLLM; 15.2 and 26.5 µs with 256 on the H200): too few programs.
 #   reduce: the merge kernel of the split path.
 #   cache_write: reshape_and_cache; elems = K (or V) elements a program moves.
 #   compile_options: extra backend options passed to every launch.
@@ -68,9 +69,9 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
                             "num_warps": 4, "num_stages": 2},
         "unified_decode": {"block_m": 16, "tile_n": {64: 64, 128: 64, 256: 32},
                            "num_warps": 4, "num_stages": 2},
-        "split_kv": {"tile_n": {64: 32, 128: 64, 256: 32}, "num_warps": 4, "num_stages": 2,
-                     "min_seq_len": 1024, "tokens_per_split": {64: 1024, 128: 256, 256: 512},
-                     "max_splits": 16, "max_programs": {64: 4096, 128: 256, 256: 256}},
+        "split_kv": {"tile_n": {64: 64, 128: 64, 256: 32}, "num_warps": 4, "num_stages": 2,
+                     "min_seq_len": 1024, "tokens_per_split": 256, "max_splits": 16,
+                     "max_programs": {64: 4096, 128: 256, 256: 256}},
         "reduce": {"num_warps": 4},
         "cache_write": {"elems": 2048, "num_warps": 4},
         "compile_options": {},
@@ -93,8 +94,8 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "unified_decode": {"block_m": 16, "tile_n": {64: 32, 128: 16, 256: 16},
                            "num_warps": 16, "num_stages": 1},
         "split_kv": {"tile_n": {64: 32, 128: 16, 256: 16}, "num_warps": 16, "num_stages": 1,
-                     "min_seq_len": 1024, "tokens_per_split": {64: 256, 128: 256, 256: 256},
-                     "max_splits": 16, "max_programs": {64: 256, 128: 256, 256: 256}},
+                     "min_seq_len": 1024, "tokens_per_split": 256, "max_splits": 16,
+                     "max_programs": {64: 256, 128: 256, 256: 256}},
         "reduce": {"num_warps": 4},
         "cache_write": {"elems": 2048, "num_warps": 4},
         "compile_options": {"grf_mode": "large"},
@@ -107,8 +108,8 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "unified_decode": {"block_m": 16, "tile_n": {64: 32, 128: 32, 256: 32},
                            "num_warps": 1, "num_stages": 1},
         "split_kv": {"tile_n": {64: 64, 128: 64, 256: 64}, "num_warps": 1, "num_stages": 1,
-                     "min_seq_len": 256, "tokens_per_split": {64: 128, 128: 128, 256: 128},
-                     "max_splits": 8, "max_programs": {64: 64, 128: 64, 256: 64}},
+                     "min_seq_len": 256, "tokens_per_split": 128, "max_splits": 8,
+                     "max_programs": {64: 64, 128: 64, 256: 64}},
         "reduce": {"num_warps": 1},
         "cache_write": {"elems": 4096, "num_warps": 1},
         "compile_options": {},
@@ -681,7 +682,7 @@ def paged_attention(
             and num_seqs * num_kv_heads <= split_entry["max_programs"][head_pad]):
         visible = min(max_seq_len, window) if window else max_seq_len
         num_splits = max(1, min(split_entry["max_splits"],
-                                cdiv(visible, split_entry["tokens_per_split"][head_pad])))
+                                cdiv(visible, split_entry["tokens_per_split"])))
         # acc, max and sum of each (sequence, query head, split), in one buffer.
         partials = torch.empty(num_seqs * num_q_heads * num_splits * (head_pad + 2),
                                dtype=torch.float32, device=query.device)

@@ -125,19 +125,26 @@ def test_cached_launch_takes_triton_when_the_specialisation_may_differ(current_d
     assert len(kernel.triton_calls) == 2 and kernel.compiled.launches == []
 
 
-def test_cached_launch_calls_registered_launch_hooks(current_device, monkeypatch):
+def _set_launch_hook(patch, name, hook):
+    """Sets Triton's launch hook name ("launch_enter_hook" or
+    "launch_exit_hook") to hook until patch is undone: a HookChain's calls on
+    Triton 3.4 and later, the CompiledKernel attribute on 3.3."""
     holder = launch_module._launch_hook_holder()
+    current = getattr(holder, name)
+    if hasattr(current, "calls"):
+        patch.setattr(current, "calls", [hook])
+    else:
+        patch.setattr(holder, name, hook)
+
+
+def test_cached_launch_calls_registered_launch_hooks(current_device, monkeypatch):
     kernel = _FakeKernel()
     cached = CachedLaunch(kernel)
     a = _gpu_tensor()
     _launch(cached, a)
     for name in ("launch_enter_hook", "launch_exit_hook"):
-        hook = getattr(holder, name)
         with monkeypatch.context() as patch:
-            if hasattr(hook, "calls"):
-                patch.setattr(hook, "calls", [lambda metadata: None])
-            else:
-                patch.setattr(holder, name, lambda metadata: None)
+            _set_launch_hook(patch, name, lambda metadata: None)
             _launch(cached, a)
         assert len(kernel.compiled.hooked_launches) == (1 if name == "launch_enter_hook" else 2)
     _launch(cached, a)
@@ -184,7 +191,7 @@ def _scale_kernel(x_ptr, out_ptr, n, factor, BLOCK: tl.constexpr):
     tl.store(out_ptr + offsets, tl.load(x_ptr + offsets, mask=mask) * factor, mask=mask)
 
 
-def test_cached_launch_runs_a_compiled_kernel_and_its_hooks(device):
+def test_cached_launch_runs_a_compiled_kernel_and_its_hooks(device, monkeypatch):
     if device == "cpu":
         pytest.skip("needs a GPU: under the interpreter every launch takes Triton's path")
     cached = CachedLaunch(_scale_kernel)
@@ -199,23 +206,9 @@ def test_cached_launch_runs_a_compiled_kernel_and_its_hooks(device):
     for factor in (2.0, 2.0, 3.0, 3.0):
         scale(factor)
     assert len(cached._compiled) == 2
-    holder = launch_module._launch_hook_holder()
     calls = []
-
-    def hook(metadata):
-        calls.append(metadata)
-
-    if hasattr(holder.launch_enter_hook, "add"):
-        holder.launch_enter_hook.add(hook)
-        try:
-            scale(3.0)
-        finally:
-            holder.launch_enter_hook.remove(hook)
-    else:
-        holder.launch_enter_hook = hook
-        try:
-            scale(3.0)
-        finally:
-            holder.launch_enter_hook = None
+    with monkeypatch.context() as patch:
+        _set_launch_hook(patch, "launch_enter_hook", calls.append)
+        scale(3.0)
     scale(3.0)
     assert len(calls) == 1 and calls[0] is not None

@@ -32,15 +32,18 @@ def _skip_unsupported(device: str, dtype: torch.dtype) -> None:
 
 
 class _LaunchSpy:
-    """Stands in for a kernel's launcher and counts its launches."""
+    """Stands in for a kernel's launcher; counts its launches and keeps the
+    last grid."""
 
     def __init__(self, launch):
         self.launch = launch
         self.launches = 0
+        self.grid = None
 
-    def __call__(self, *args):
+    def __call__(self, grid, *args):
         self.launches += 1
-        return self.launch(*args)
+        self.grid = grid
+        return self.launch(grid, *args)
 
 
 @pytest.fixture
@@ -297,6 +300,34 @@ def test_split_kv_taken_by_default_for_long_decode(device, split_kv_spy):
     batch = _make_batch(gen, many, 4, 1, 128, 16, torch.float32, device)
     _run_and_check(batch, dtype=torch.float32)
     assert split_kv_spy.launches == 1
+
+
+@pytest.mark.parametrize("split_tokens,expected", [
+    # Parts of up to 8 x min_tokens_per_split: one split would do, so the
+    # programs floor sets the count.
+    (8, [5, 3, 2, 1, 1]),
+    # Parts of up to 2 x min_tokens_per_split: at least 3 splits.
+    (2, [5, 3, 3, 3, 3]),
+])
+def test_split_count_follows_the_grid(device, monkeypatch, split_kv_spy, split_tokens, expected):
+    """Splits per sequence: enough for parts of at most tokens_per_split,
+    more while sequences x KV heads x splits is below min_programs (12 here),
+    never parts shorter than min_tokens_per_split."""
+    entry = dict(pa_module.LAUNCH_CONFIGS[device]["split_kv"])
+    min_tokens = entry["min_tokens_per_split"]
+    entry["tokens_per_split"] = dict.fromkeys(entry["tokens_per_split"], split_tokens * min_tokens)
+    entry["min_programs"] = 12
+    monkeypatch.setitem(pa_module.LAUNCH_CONFIGS[device], "split_kv", entry)
+    gen = torch.Generator().manual_seed(11)
+    # 5 parts of min_tokens_per_split at most.
+    seq_len = max(entry["min_seq_len"], min_tokens * 5 - 3)
+    for (num_seqs, num_kv_heads), splits in zip([(1, 1), (2, 2), (3, 2), (4, 3), (13, 1)],
+                                                expected):
+        seqs = [(1, seq_len)] + [(1, seq_len - 7)] * (num_seqs - 1)
+        batch = _make_batch(gen, seqs, 2 * num_kv_heads, num_kv_heads, 64, 16, torch.float32,
+                            device)
+        _run_and_check(batch, dtype=torch.float32)
+        assert split_kv_spy.grid == (num_seqs, num_kv_heads, splits)
 
 
 def test_decode_paths_agree(device, monkeypatch):

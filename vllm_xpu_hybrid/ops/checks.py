@@ -23,10 +23,17 @@ def check_shape(name: str, t: torch.Tensor, expected: tuple, what: str) -> None:
         raise ValueError(f"{name}: expected shape {tuple(expected)} ({what}), got {tuple(t.shape)}")
 
 
+def device_type(t: torch.Tensor) -> str:
+    """t.device.type, without building the device object for CUDA and XPU
+    tensors (a decode launcher's host budget is 20 µs; ``t.device.type``
+    takes about 0.25 µs, ``t.is_cuda`` 0.04 µs on the development CPU)."""
+    return "cuda" if t.is_cuda else "xpu" if t.is_xpu else t.device.type
+
+
 def launch_config(table: dict[str, dict], name: str, t: torch.Tensor) -> dict:
     """A kernel module's LAUNCH_CONFIGS entry for the device type of t
     (argument name), or a ValueError naming the device types it has."""
-    config = table.get(t.device.type)
+    config = table.get(device_type(t))
     if config is None:
         raise ValueError(
             f"{name}: device type {t.device.type!r} unsupported; accepted: {sorted(table)}"

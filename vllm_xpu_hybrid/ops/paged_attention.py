@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES, check_dtype
+from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES, check_dtype, device_type
 from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, dot_block, next_power_of_2
 
 SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
@@ -53,13 +53,17 @@ SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
 #     faster unified; on the H200, head size 64 at 4k context split faster at
 #     64 and 256 sequences x 8 KV heads: 154 against 165 µs and 571 against
 #     578 µs, and head size 256 at 256 x 2 ran unified faster: 503 against
-#     576 µs); each sequence's visible KV
-#     range is split into ceil(min(max_seq_len, window) / tokens_per_split)
-#     parts, at most max_splits. Fewer, longer splits were tried and not
-#     kept: on the H100 at 4k context, 1024 tokens per split at head 64 and
-#     512 at head 256 reached 88 % of copy bandwidth at 64 sequences (85 and
-#     84 % with 256), but one sequence then took 48.0 and 42.8 µs (0.73x and
-#     1.45x vLLM; 15.2 and 26.5 µs with 256 on the H200): too few programs.
+#     576 µs). Splits per sequence: as many as its visible KV range
+#     (min(max_seq_len, window)) needs for parts of at most tokens_per_split
+#     (keyed by the padded head size), more while num_seqs * num_kv_heads *
+#     splits is below min_programs, never parts shorter than
+#     min_tokens_per_split, at most max_splits. CUDA, from a sweep on the
+#     H100 at 4k context (docs/benchmarks.md, fourteenth pass), % of copy
+#     bandwidth at 64 sequences: head 64 87.5 % with 256-token splits, 88.7 %
+#     with 512, 83.6 % with 1024; head 256 86.0 % with 256, 89.7 % with 512.
+#     The programs floor keeps one sequence at 16 splits: without it, 512
+#     tokens per split leave it 16-64 programs (the thirteenth pass's 4-8
+#     splits took 42.8-48.0 µs, 16 take 16.0-27.0 µs).
 #   reduce: the merge kernel of the split path.
 #   cache_write: reshape_and_cache; elems = K (or V) elements a program moves.
 #   compile_options: extra backend options passed to every launch.
@@ -70,7 +74,8 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "unified_decode": {"block_m": 16, "tile_n": {64: 64, 128: 64, 256: 32},
                            "num_warps": 4, "num_stages": 2},
         "split_kv": {"tile_n": {64: 64, 128: 64, 256: 32}, "num_warps": 4, "num_stages": 2,
-                     "min_seq_len": 1024, "tokens_per_split": 256, "max_splits": 16,
+                     "min_seq_len": 1024, "tokens_per_split": {64: 512, 128: 256, 256: 512},
+                     "min_programs": 1024, "min_tokens_per_split": 256, "max_splits": 16,
                      "max_programs": {64: 4096, 128: 256, 256: 256}},
         "reduce": {"num_warps": 4},
         "cache_write": {"elems": 2048, "num_warps": 4},
@@ -94,7 +99,8 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "unified_decode": {"block_m": 16, "tile_n": {64: 32, 128: 16, 256: 16},
                            "num_warps": 16, "num_stages": 1},
         "split_kv": {"tile_n": {64: 32, 128: 16, 256: 16}, "num_warps": 16, "num_stages": 1,
-                     "min_seq_len": 1024, "tokens_per_split": 256, "max_splits": 16,
+                     "min_seq_len": 1024, "tokens_per_split": {64: 256, 128: 256, 256: 256},
+                     "min_programs": 4096, "min_tokens_per_split": 256, "max_splits": 16,
                      "max_programs": {64: 256, 128: 256, 256: 256}},
         "reduce": {"num_warps": 4},
         "cache_write": {"elems": 2048, "num_warps": 4},
@@ -108,7 +114,8 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
         "unified_decode": {"block_m": 16, "tile_n": {64: 32, 128: 32, 256: 32},
                            "num_warps": 1, "num_stages": 1},
         "split_kv": {"tile_n": {64: 64, 128: 64, 256: 64}, "num_warps": 1, "num_stages": 1,
-                     "min_seq_len": 256, "tokens_per_split": 128, "max_splits": 8,
+                     "min_seq_len": 256, "tokens_per_split": {64: 256, 128: 256, 256: 256},
+                     "min_programs": 64, "min_tokens_per_split": 128, "max_splits": 8,
                      "max_programs": {64: 64, 128: 64, 256: 64}},
         "reduce": {"num_warps": 1},
         "cache_write": {"elems": 4096, "num_warps": 1},
@@ -117,14 +124,15 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
 }
 
 
-def _device_config(device: torch.device) -> dict[str, dict]:
-    device_type = device.type
-    config = LAUNCH_CONFIGS.get(device_type)
+def _device_config(t: torch.Tensor) -> dict[str, dict]:
+    """LAUNCH_CONFIGS' entry for t's device type."""
+    kind = device_type(t)
+    config = LAUNCH_CONFIGS.get(kind)
     if config is None:
         raise ValueError(
-            f"device: {device_type!r} has no launch configuration; accepted: "
+            f"device: {kind!r} has no launch configuration; accepted: "
             f"{sorted(LAUNCH_CONFIGS)}")
-    if device_type == "cpu" and isinstance(reshape_and_cache_kernel, triton.runtime.JITFunction):
+    if kind == "cpu" and isinstance(reshape_and_cache_kernel, triton.runtime.JITFunction):
         # Triton fixes interpretation when the kernels are decorated (import).
         raise RuntimeError("CPU tensors need Triton's interpreter: set TRITON_INTERPRET=1 "
                            "before importing vllm_xpu_hybrid.ops")
@@ -260,7 +268,7 @@ def reshape_and_cache(
     if num_tokens == 0:
         return
 
-    config = _device_config(key.device)
+    config = _device_config(key)
     entry = config["cache_write"]
     head_pad = next_power_of_2(head_size)
     block_h = min(next_power_of_2(num_kv_heads), max(1, entry["elems"] // head_pad))
@@ -668,7 +676,7 @@ def paged_attention(
     if num_tokens == 0 or num_seqs == 0 or max_query_len == 0:
         return out
 
-    config = _device_config(query.device)
+    config = _device_config(query)
     q_per_kv = num_q_heads // num_kv_heads
     head_pad = next_power_of_2(head_size)
     block_size = kv_cache.shape[2]
@@ -681,8 +689,10 @@ def paged_attention(
     if (max_query_len == 1 and max_seq_len >= split_entry["min_seq_len"]
             and num_seqs * num_kv_heads <= split_entry["max_programs"][head_pad]):
         visible = min(max_seq_len, window) if window else max_seq_len
-        num_splits = max(1, min(split_entry["max_splits"],
-                                cdiv(visible, split_entry["tokens_per_split"])))
+        num_splits = min(split_entry["max_splits"],
+                         cdiv(visible, split_entry["min_tokens_per_split"]),
+                         max(cdiv(visible, split_entry["tokens_per_split"][head_pad]),
+                             cdiv(split_entry["min_programs"], num_seqs * num_kv_heads)))
         # acc, max and sum of each (sequence, query head, split), in one buffer.
         partials = torch.empty(num_seqs * num_q_heads * num_splits * (head_pad + 2),
                                dtype=torch.float32, device=query.device)

@@ -387,9 +387,12 @@ def selective_state_update_per_channel(
 # The per-channel layout as one head (head index 0, so its stride is 0).
 def _one_head_rows(t: torch.Tensor | None) -> tuple[int, int, int]:
     """(row, head, channel) strides of a [B, dim] tensor."""
-    return (0, 0, 0) if t is None else (t.stride(0), 0, t.stride(1))
+    if t is None:
+        return 0, 0, 0
+    row, channel = t.stride()
+    return row, 0, channel
 
 
 def _one_head_channels(t: torch.Tensor | None) -> tuple[int, int]:
     """(head, channel) strides of a [dim] tensor."""
-    return (0, 0) if t is None else (0, t.stride(0))
+    return (0, 0) if t is None else (0, *t.stride())

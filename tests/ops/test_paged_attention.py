@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+import triton
 
 from vllm_xpu_hybrid.ops import paged_attention as pa_module
 from vllm_xpu_hybrid.ops.paged_attention import paged_attention, reshape_and_cache
@@ -415,6 +416,33 @@ def test_attention_rejects_tensors_on_another_device(device):
         _call(batch, block_table=batch["block_table"].to("meta"))
     with pytest.raises(ValueError, match=rf"sinks: on device meta, expected {device}"):
         _call(batch, sinks=torch.zeros(4, device="meta"))
+
+
+def test_attention_and_cache_write_refuse_a_device_without_launch_configuration(device):
+    batch = {name: t.to("meta") if isinstance(t, torch.Tensor) else t
+             for name, t in _attention_args(device).items()}
+    accepted = r"accepted: \['cpu', 'cuda', 'xpu'\]"
+    with pytest.raises(ValueError, match=rf"query: device type 'meta' unsupported; {accepted}"):
+        _call(batch)
+    key = torch.zeros(4, 2, 64, device="meta")
+    with pytest.raises(ValueError, match=rf"key: device type 'meta' unsupported; {accepted}"):
+        reshape_and_cache(key, key, torch.zeros(2, 2, 16, 2, 64, device="meta"),
+                          torch.arange(4, device="meta"))
+
+
+def _compiled_stand_in(x_ptr):
+    pass
+
+
+def test_cpu_tensors_need_the_interpreter(device, monkeypatch):
+    if device != "cpu":
+        pytest.skip("the CPU path without Triton's interpreter")
+    # As if the kernels had been decorated without TRITON_INTERPRET=1.
+    monkeypatch.setattr(pa_module, "reshape_and_cache_kernel",
+                        triton.runtime.JITFunction(_compiled_stand_in))
+    with pytest.raises(RuntimeError, match="CPU tensors need Triton's interpreter: set "
+                                           "TRITON_INTERPRET=1 before importing"):
+        _call(_attention_args(device))
 
 
 def test_reshape_and_cache_rejects_bad_arguments(device):

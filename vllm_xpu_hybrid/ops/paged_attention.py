@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES, check_dtype, device_type
+from vllm_xpu_hybrid.ops.checks import INDEX_DTYPES, SUPPORTED_DTYPES, check_dtype, launch_config
 from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, dot_block, next_power_of_2
 
 SUPPORTED_HEAD_SIZES = (64, 80, 96, 128, 256)
@@ -124,15 +124,11 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
 }
 
 
-def _device_config(t: torch.Tensor) -> dict[str, dict]:
-    """LAUNCH_CONFIGS' entry for t's device type."""
-    kind = device_type(t)
-    config = LAUNCH_CONFIGS.get(kind)
-    if config is None:
-        raise ValueError(
-            f"device: {kind!r} has no launch configuration; accepted: "
-            f"{sorted(LAUNCH_CONFIGS)}")
-    if kind == "cpu" and isinstance(reshape_and_cache_kernel, triton.runtime.JITFunction):
+def _device_config(name: str, t: torch.Tensor) -> dict[str, dict]:
+    """LAUNCH_CONFIGS' entry for t's device type (argument name); CPU
+    tensors only under Triton's interpreter."""
+    config = launch_config(LAUNCH_CONFIGS, name, t)
+    if t.is_cpu and isinstance(reshape_and_cache_kernel, triton.runtime.JITFunction):
         # Triton fixes interpretation when the kernels are decorated (import).
         raise RuntimeError("CPU tensors need Triton's interpreter: set TRITON_INTERPRET=1 "
                            "before importing vllm_xpu_hybrid.ops")
@@ -268,7 +264,7 @@ def reshape_and_cache(
     if num_tokens == 0:
         return
 
-    config = _device_config(key)
+    config = _device_config("key", key)
     entry = config["cache_write"]
     head_pad = next_power_of_2(head_size)
     block_h = min(next_power_of_2(num_kv_heads), max(1, entry["elems"] // head_pad))
@@ -676,7 +672,7 @@ def paged_attention(
     if num_tokens == 0 or num_seqs == 0 or max_query_len == 0:
         return out
 
-    config = _device_config(query)
+    config = _device_config("query", query)
     q_per_kv = num_q_heads // num_kv_heads
     head_pad = next_power_of_2(head_size)
     block_size = kv_cache.shape[2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vllm_xpu_hybrid.ops import lightning_attention as lightning_module
 from vllm_xpu_hybrid.ops import reference as ref
 from vllm_xpu_hybrid.ops.launch import MAX_GRID_YZ
 from vllm_xpu_hybrid.ops.lightning_attention import (
@@ -162,6 +163,26 @@ def test_decode_matches_reference(device, dtype, state_dtype):
     """Rows in shuffled slots, a negative index and a pad_slot_id row: the
     padding rows read and write no page and see a zero state."""
     _skip_unsupported(device, dtype, state_dtype)
+    _check_decode(device, dtype, state_dtype)
+
+
+@pytest.mark.parametrize("below_programs,value_tiles", [(1 << 20, 5), (1, 2)])
+def test_decode_small_grid_entries(monkeypatch, device, below_programs, value_tiles):
+    """A grid with fewer programs than SMALL_GRID's below_programs takes its
+    entries (16 value columns per program instead of 64); both match the
+    reference."""
+    entries = {**lightning_module.LAUNCH_CONFIGS[device]["decode"], "BLOCK_V": 64,
+               "SMALL_GRID": {"below_programs": below_programs, "BLOCK_V": 16}}
+    monkeypatch.setitem(lightning_module.LAUNCH_CONFIGS[device], "decode", entries)
+    grids = []
+    launch = lightning_module._launch_decode
+    monkeypatch.setattr(lightning_module, "_launch_decode",
+                        lambda grid, *args: (grids.append(grid), launch(grid, *args)))
+    _check_decode(device, torch.float32, torch.float32)
+    assert grids == [(value_tiles, 4, 5)]
+
+
+def _check_decode(device, dtype, state_dtype):
     gen = torch.Generator().manual_seed(7)
     nheads, key_dim, value_dim, pad = 4, 48, 80, 0
     idx = torch.tensor([5, -1, 2, pad, 3], dtype=torch.int32, device=device)

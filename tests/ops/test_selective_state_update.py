@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vllm_xpu_hybrid.ops import reference as ref
+from vllm_xpu_hybrid.ops import selective_state_update as ssu_module
 from vllm_xpu_hybrid.ops.launch import MAX_GRID_YZ
 from vllm_xpu_hybrid.ops.selective_state_update import (
     selective_state_update,
@@ -140,6 +141,47 @@ def test_mamba1_per_channel_layout(device, dtype, state_dtype):
     torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[dtype])
     torch.testing.assert_close(states.cpu(), expected_states[:, 0], **_loosest(dtype, state_dtype))
     assert torch.equal(states[[0, 3]], before[[0, 3]])
+
+
+class _LaunchSpy:
+    """Stands in for the kernel's launcher; keeps the last grid, constexprs
+    and options."""
+
+    def __init__(self, launch):
+        self.launch = launch
+        self.grid = self.constexprs = self.options = None
+
+    def __call__(self, grid, tensors, ints, constexprs, options):
+        self.grid, self.constexprs, self.options = grid, constexprs, options
+        return self.launch(grid, tensors, ints, constexprs, options)
+
+
+@pytest.mark.parametrize("layout", ["per_head_A", "per_state_A"])
+@pytest.mark.parametrize("below_programs,small", [(1 << 20, True), (1, False)])
+def test_small_grid_entries(monkeypatch, device, layout, below_programs, small):
+    """A grid with fewer programs than SMALL_GRID's below_programs takes its
+    entries (here 16 headdim rows, 2 warps and D and z loaded early), a
+    larger one keeps the layout's own; both match the reference."""
+    entries = {**ssu_module.LAUNCH_CONFIGS[device][layout], "BLOCK_P": 64, "STATE_TILE_BYTES": 0,
+               "num_warps": 1, "EARLY_GATE": False,
+               "SMALL_GRID": {"below_programs": below_programs, "BLOCK_P": 16, "num_warps": 2,
+                              "EARLY_GATE": True}}
+    monkeypatch.setitem(ssu_module.LAUNCH_CONFIGS[device], layout, entries)
+    spy = _LaunchSpy(ssu_module._launch_state_update)
+    monkeypatch.setattr(ssu_module, "_launch_state_update", spy)
+    gen = torch.Generator().manual_seed(9)
+    nheads, headdim, dstate, batch = 2, 64, 16, 3
+    x, dt, A, B, C, D, dt_bias, z = _inputs(gen, batch, nheads, headdim, 1, dstate, torch.float32, device)
+    if layout == "per_state_A":
+        A = -torch.exp(torch.rand(nheads, headdim, dstate, generator=gen)).to(device)
+    states = _pool(gen, batch + 1, nheads, headdim, dstate, torch.float32, device)
+    idx = torch.tensor([3, -1, 1], dtype=torch.int32, device=device)
+    _check(states, idx, (x, dt, A, B, C), dict(D=D, z=z, dt_bias=dt_bias, dt_softplus=True),
+           torch.float32, torch.float32)
+    assert spy.grid[0] == (4 if small else 1)
+    assert spy.constexprs["BLOCK_P"] == (16 if small else 64)
+    assert spy.options["num_warps"] == (2 if small else 1)
+    assert spy.constexprs["EARLY_GATE"] is small
 
 
 def test_dt_limit(device):

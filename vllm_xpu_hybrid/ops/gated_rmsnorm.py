@@ -36,11 +36,14 @@ from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, next_power_of_2
 # interpreter, where fewer, larger programs run faster). BLOCK_T: tokens per
 # program; MAX_BLOCK: the widest group kept in registers in one pass;
 # num_warps by block width (the smallest entry whose width >= BLOCK).
-# "cuda" compiles without spills on sm_90 (Triton 3.9). "xpu" follows Intel's
+# "cuda" compiles without spills on sm_90 (Triton 3.9); 8 warps for groups
+# of 1025-2048 columns from an H100 sweep (docs/benchmarks.md, fifteenth
+# pass: Nemotron-Nano's 1280-wide groups at 1 and 64 tokens 6.59 -> 4.64 and
+# 7.52 -> 6.24 µs against 4 warps). "xpu" follows Intel's
 # guidance (more warps); it compiles for PVC without spills (triton-xpu 3.3 +
 # ocloc) but has never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict] = {
-    "cuda": {"BLOCK_T": 1, "MAX_BLOCK": 8192, "num_warps": {512: 1, 2048: 4, 4096: 8, 8192: 16},
+    "cuda": {"BLOCK_T": 1, "MAX_BLOCK": 8192, "num_warps": {512: 1, 2048: 8, 4096: 8, 8192: 16},
              "compile_options": {}},
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {"BLOCK_T": 1, "MAX_BLOCK": 8192, "num_warps": {512: 2, 2048: 8, 4096: 16, 8192: 32},

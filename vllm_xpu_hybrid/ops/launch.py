@@ -32,6 +32,18 @@ def dot_block(size: int) -> int:
     return max(16, next_power_of_2(size))
 
 
+def small_grid_entries(entries: dict, programs: int) -> dict:
+    """A launch configuration entry for a grid of ``programs`` programs:
+    ``entries`` with its optional ``SMALL_GRID`` entries applied over it when
+    programs is below their ``below_programs`` (small decode batches, whose
+    grids are latency-bound and take other tiles than the bandwidth-bound
+    large ones)."""
+    small = entries.get("SMALL_GRID")
+    if small is None or programs >= small["below_programs"]:
+        return entries
+    return {**entries, **small}
+
+
 # A launch grid's second and third dimensions hold at most 65535 programs on
 # CUDA; the launchers put counts there that a vLLM setting bounds.
 MAX_GRID_YZ = 65535

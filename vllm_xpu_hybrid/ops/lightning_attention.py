@@ -68,6 +68,7 @@ from vllm_xpu_hybrid.ops.launch import (
     check_grid_dim,
     dot_block,
     next_power_of_2,
+    small_grid_entries,
 )
 
 # The widest key head dim a program holds in one [K, BLOCK_V] state tile.
@@ -81,10 +82,14 @@ MAX_KEY_HEAD_DIM = 256
 #   decode: BLOCK_V value columns of the state per program, launched
 #     tile-major (the tiles of one (row, head) adjacent; H200 sweep, batch
 #     >= 64: 88-91 % -> 93-97 % of copy bandwidth against row-major order).
+#     SMALL_GRID (optional): entries for a grid of fewer than its
+#     below_programs programs (launch.small_grid_entries).
 #   compile_options: extra backend options for that kernel.
 # "cuda": compiled and checked on an H100 (tests/ops, docs/benchmarks.md);
-# decode from a sweep through the bench's cases (BLOCK_V 8-64, 1-8 warps),
-# prefill not swept. "xpu" follows Intel's
+# decode from sweeps through the bench's cases (BLOCK_V 8-64, 1-8 warps;
+# fifteenth pass, H200, batch 1-256 with the row's operands loaded before
+# its slot: 64 columns and 8 warps 1-3 % faster than 4 warps from batch 16
+# up, 32 columns and 2 warps 4-7 % faster at batch 1 and 4), prefill not swept. "xpu" follows Intel's
 # guidance (more warps, large GRF mode for dot tiles, num_stages=1); the Intel
 # compile gate (triton-xpu 3.3 + ocloc, key dim 128, bf16) builds both for
 # PVC and DG2: decode without spills; prefill with XMX dots on PVC but
@@ -96,7 +101,8 @@ LAUNCH_CONFIGS: dict[str, dict[str, dict]] = {
     "cuda": {
         "prefill": {"CHUNK": 64, "BLOCK_V": 64, "num_warps": 8, "num_stages": 2,
                     "compile_options": {}},
-        "decode": {"BLOCK_V": 64, "num_warps": 4, "compile_options": {}},
+        "decode": {"BLOCK_V": 64, "num_warps": 8, "compile_options": {},
+                   "SMALL_GRID": {"below_programs": 2048, "BLOCK_V": 32, "num_warps": 2}},
     },
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {
@@ -205,16 +211,10 @@ def _lightning_decode_kernel(
     kd = tl.arange(0, BLOCK_K)
     k_ok = kd < key_dim
     v_ok = vd < value_dim
-    tile_ok = k_ok[:, None] & v_ok[None, :]
 
-    slot = tl.load(slot_ptr + row).to(tl.int64)
-    valid = (slot >= 0) & (slot != pad_slot_id)
-    page = (state_ptr + slot * stride_s_slot + head * stride_s_h
-            + kd[:, None] * stride_s_k + vd[None, :] * stride_s_v)
-    state = tl.zeros([BLOCK_K, BLOCK_V], dtype=tl.float32)
-    if valid:
-        state = tl.load(page, mask=tile_ok, other=0.0).to(tl.float32)
-
+    # The row's operands come before its slot, so their latency overlaps the
+    # slot -> page dependency; a padding row's page is masked off rather
+    # than branched around (fifteenth pass, H200: 1-4 % faster at batch 1-64).
     q = tl.load(q_ptr + row * stride_q_t + head * stride_q_h + kd * stride_q_d,
                 mask=k_ok, other=0.0).to(tl.float32)
     k = tl.load(k_ptr + row * stride_k_t + head * stride_k_h + kd * stride_k_d,
@@ -222,10 +222,15 @@ def _lightning_decode_kernel(
     v = tl.load(v_ptr + row * stride_v_t + head * stride_v_h + vd * stride_v_d,
                 mask=v_ok, other=0.0).to(tl.float32)
     slope = tl.load(slope_ptr + head * stride_slope).to(tl.float32)
+    slot = tl.load(slot_ptr + row).to(tl.int64)
+    valid = (slot >= 0) & (slot != pad_slot_id)
+    page = (state_ptr + slot * stride_s_slot + head * stride_s_h
+            + kd[:, None] * stride_s_k + vd[None, :] * stride_s_v)
+    page_ok = (kd < tl.where(valid, key_dim, 0))[:, None] & v_ok[None, :]
+    state = tl.load(page, mask=page_ok, other=0.0).to(tl.float32)
 
     state = state * tl.exp(-slope) + k[:, None] * v[None, :]
-    if valid:
-        tl.store(page, state.to(state_ptr.dtype.element_ty), mask=tile_ok)
+    tl.store(page, state.to(state_ptr.dtype.element_ty), mask=page_ok)
     out = tl.sum(q[:, None] * state, axis=0)
     tl.store(out_ptr + row * stride_o_t + head * stride_o_h + vd * stride_o_d,
              out.to(out_ptr.dtype.element_ty), mask=v_ok)
@@ -367,7 +372,9 @@ def lightning_attention_decode(
         return out
 
     c = launch_config(LAUNCH_CONFIGS, "q", q)["decode"]
-    block_v = min(c["BLOCK_V"], next_power_of_2(value_dim))
+    value_block = next_power_of_2(value_dim)
+    c = small_grid_entries(c, cdiv(value_dim, min(c["BLOCK_V"], value_block)) * nheads * batch)
+    block_v = min(c["BLOCK_V"], value_block)
     _launch_decode(
         (cdiv(value_dim, block_v), nheads, batch),
         (q, k, v, slopes, states, state_indices, out),

@@ -50,7 +50,13 @@ from vllm_xpu_hybrid.ops.checks import (
     check_vector,
     launch_config,
 )
-from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, check_grid_dim, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import (
+    CachedLaunch,
+    cdiv,
+    check_grid_dim,
+    next_power_of_2,
+    small_grid_entries,
+)
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
@@ -76,35 +82,68 @@ from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, check_grid_dim, next_
 # 234.2 -> 290.1 µs), where on the H200 it had run 3-5 % faster (Granite-4.0-H:
 # 83.1 -> 79.9 and 313.6 -> 301.6 µs); with fp32 states it ran 6 % slower
 # on the H200 (Mamba2-2.7B, batch 64: 86.1 -> 91.0 µs).
+# EARLY_GATE: load D and z with the row's other operands instead of after
+# the page's store.
+# SMALL_GRID (optional): {"below_programs": n, and entries}: a launch whose
+# grid, with the entries above, has fewer than n programs takes these
+# entries instead (batch-1 and batch-4 decode, latency-bound: one warp per
+# program leaves most of the device's memory parallelism unused).
+# "cuda" small grids and EARLY_GATE: from an H100 and an H200 sweep through
+# the bench's cases at batch 1-256 (docs/benchmarks.md, fifteenth pass).
+# Mamba-1, 4 warps per program: fp32 batch 1 6.56 -> 5.66 µs, batch 4
+# 7.42 -> 6.72 µs on the H100, at batch 16 (4096 programs) no better than
+# the base tile; EARLY_GATE 3-8 % faster at every batch with bf16 states
+# (H200, batch 256: 50.1 -> 47.1 µs), 1-2 % slower at batch >= 64 with fp32.
+# Mamba-2, 2 KB state tiles: batch 1 7.20 -> 6.78 µs (fp32) and 6.30 ->
+# 6.11 µs (bf16) on the H100; EARLY_GATE 6-9 % faster at batch 1 (H200:
+# 6.35 -> 5.95 µs), 2-9 % slower from batch 4 up, hence small grids only.
 # "xpu" compiles without register spills on PVC (triton-xpu 3.3 + ocloc at
 # 128 GRF) with bf16 states at dstate 128 and at 128 rows of dstate 16 with
 # a per-state A; never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict] = {
     "cuda": {
         "per_head_A": {"BLOCK_P": 8, "STATE_TILE_BYTES": 4096, "num_warps": 1,
-                       "ROW_AXIS": {4: 2, 2: 2}},
+                       "ROW_AXIS": {4: 2, 2: 2}, "EARLY_GATE": False,
+                       "SMALL_GRID": {"below_programs": 2048, "BLOCK_P": 4,
+                                      "STATE_TILE_BYTES": 2048, "EARLY_GATE": True}},
         "per_state_A": {"BLOCK_P": 32, "STATE_TILE_BYTES": 0, "num_warps": 1,
-                        "ROW_AXIS": {4: 2, 2: 2}},
+                        "ROW_AXIS": {4: 2, 2: 2}, "EARLY_GATE": True,
+                        "SMALL_GRID": {"below_programs": 2048, "num_warps": 4}},
         "compile_options": {},
     },
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {
         "per_head_A": {"BLOCK_P": 16, "STATE_TILE_BYTES": 4096, "num_warps": 8,
-                       "ROW_AXIS": {4: 2, 2: 2}},
+                       "ROW_AXIS": {4: 2, 2: 2}, "EARLY_GATE": False},
         "per_state_A": {"BLOCK_P": 16, "STATE_TILE_BYTES": 4096, "num_warps": 8,
-                        "ROW_AXIS": {4: 2, 2: 2}},
+                        "ROW_AXIS": {4: 2, 2: 2}, "EARLY_GATE": False},
         "compile_options": {},
     },
-    # The interpreter takes both row axes (as CUDA does for Mamba-2), so the
-    # CPU tests check each order.
+    # The interpreter takes both row axes and both EARLY_GATE orders, so the
+    # CPU tests check each.
     "cpu": {
         "per_head_A": {"BLOCK_P": 128, "STATE_TILE_BYTES": 65536, "num_warps": 1,
-                       "ROW_AXIS": {4: 2, 2: 1}},
+                       "ROW_AXIS": {4: 2, 2: 1}, "EARLY_GATE": False},
         "per_state_A": {"BLOCK_P": 128, "STATE_TILE_BYTES": 65536, "num_warps": 1,
-                        "ROW_AXIS": {4: 2, 2: 1}},
+                        "ROW_AXIS": {4: 2, 2: 1}, "EARLY_GATE": True},
         "compile_options": {},
     },
 }
+
+
+@triton.jit
+def _skip_and_gate(x, D_ptr, z_ptr, row, head, p, p_ok, stride_D_h, stride_D_p,
+                   stride_z_b, stride_z_h, stride_z_p, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """fp32 [BLOCK_P] D * x (zero without D) and silu(z) (one without z)."""
+    skip = tl.zeros_like(x)
+    if HAS_D:
+        skip = x * tl.load(D_ptr + head * stride_D_h + p * stride_D_p, mask=p_ok, other=0.0).to(tl.float32)
+    gate = tl.full(x.shape, 1.0, tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + row * stride_z_b + head * stride_z_h + p * stride_z_p,
+                    mask=p_ok, other=0.0).to(tl.float32)
+        gate = z * tl.sigmoid(z)
+    return skip, gate
 
 
 @triton.jit
@@ -129,6 +168,7 @@ def _selective_state_update_kernel(
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
     ROW_AXIS: tl.constexpr,
+    EARLY_GATE: tl.constexpr,
 ):
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     if ROW_AXIS == 1:
@@ -165,6 +205,12 @@ def _selective_state_update_kernel(
                 mask=n_ok, other=0.0).to(tl.float32)
     C = tl.load(C_ptr + row * stride_C_b + group * stride_C_g + n * stride_C_n,
                 mask=n_ok, other=0.0).to(tl.float32)
+    # EARLY_GATE loads D and z here too, so they do not wait behind the
+    # page's store (what a latency-bound small grid needs; at batch >= 64 the
+    # registers they hold cost Mamba-2 states 4-9 %, docs/benchmarks.md).
+    if EARLY_GATE:
+        skip, gate = _skip_and_gate(x, D_ptr, z_ptr, row, head, p, p_ok, stride_D_h, stride_D_p,
+                                    stride_z_b, stride_z_h, stride_z_p, HAS_D, HAS_Z)
 
     # The row's own operands are loaded before its slot, so their latency
     # overlaps the slot -> page dependency; a padding row's page is masked
@@ -180,13 +226,10 @@ def _selective_state_update_kernel(
     state = state * decay + (dt * x)[:, None] * B[None, :]
     tl.store(page, state.to(ssm_ptr.dtype.element_ty), mask=page_ok)
 
-    y = tl.sum(state * C[None, :], axis=1)
-    if HAS_D:
-        y += x * tl.load(D_ptr + head * stride_D_h + p * stride_D_p, mask=p_ok, other=0.0).to(tl.float32)
-    if HAS_Z:
-        z = tl.load(z_ptr + row * stride_z_b + head * stride_z_h + p * stride_z_p,
-                    mask=p_ok, other=0.0).to(tl.float32)
-        y *= z * tl.sigmoid(z)
+    if not EARLY_GATE:
+        skip, gate = _skip_and_gate(x, D_ptr, z_ptr, row, head, p, p_ok, stride_D_h, stride_D_p,
+                                    stride_z_b, stride_z_h, stride_z_p, HAS_D, HAS_Z)
+    y = (tl.sum(state * C[None, :], axis=1) + skip) * gate
     tl.store(out_ptr + row * stride_o_b + head * stride_o_h + p * stride_o_p,
              y.to(out_ptr.dtype.element_ty), mask=p_ok)
 
@@ -225,8 +268,13 @@ def _launch(cfg: dict, tensors: tuple, strides: tuple, batch: int, nheads: int, 
     ssm_states, D, z, dt_bias = tensors[0], tensors[6], tensors[7], tensors[8]
     layout_cfg = cfg["per_state_A" if a_per_state else "per_head_A"]
     block_n = next_power_of_2(dstate)
-    tile_rows = layout_cfg["STATE_TILE_BYTES"] // (block_n * ssm_states.element_size())
-    block_p = min(max(layout_cfg["BLOCK_P"], tile_rows), next_power_of_2(headdim))
+
+    def headdim_tile(entries: dict) -> int:
+        tile_rows = entries["STATE_TILE_BYTES"] // (block_n * ssm_states.element_size())
+        return min(max(entries["BLOCK_P"], tile_rows), next_power_of_2(headdim))
+
+    layout_cfg = small_grid_entries(layout_cfg, cdiv(headdim, headdim_tile(layout_cfg)) * batch * nheads)
+    block_p = headdim_tile(layout_cfg)
     row_axis = layout_cfg["ROW_AXIS"][ssm_states.element_size()]
     tiles = cdiv(headdim, block_p)
     _launch_state_update(
@@ -236,7 +284,8 @@ def _launch(cfg: dict, tensors: tuple, strides: tuple, batch: int, nheads: int, 
          *strides),
         {"A_PER_STATE": a_per_state, "HAS_D": D is not None, "HAS_Z": z is not None,
          "HAS_DT_BIAS": dt_bias is not None, "DT_SOFTPLUS": dt_softplus,
-         "BLOCK_P": block_p, "BLOCK_N": block_n, "ROW_AXIS": row_axis},
+         "BLOCK_P": block_p, "BLOCK_N": block_n, "ROW_AXIS": row_axis,
+         "EARLY_GATE": layout_cfg["EARLY_GATE"]},
         {"num_warps": layout_cfg["num_warps"], **cfg["compile_options"]},
     )
 

@@ -29,22 +29,28 @@ import triton
 import triton.language as tl
 
 from vllm_xpu_hybrid.ops.checks import check_dtype, launch_config
-from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, next_power_of_2
+from vllm_xpu_hybrid.ops.launch import CachedLaunch, cdiv, next_power_of_2, small_grid_entries
 
 
 # Launch configurations per device kind ("cuda", "xpu", "cpu" = Triton's
 # interpreter, where fewer, larger programs run faster). BLOCK_T: tokens per
 # program; MAX_BLOCK: the widest group kept in registers in one pass;
-# num_warps by block width (the smallest entry whose width >= BLOCK).
-# "cuda" compiles without spills on sm_90 (Triton 3.9); 8 warps for groups
-# of 1025-2048 columns from an H100 sweep (docs/benchmarks.md, fifteenth
-# pass: Nemotron-Nano's 1280-wide groups at 1 and 64 tokens 6.59 -> 4.64 and
-# 7.52 -> 6.24 µs against 4 warps). "xpu" follows Intel's
+# num_warps by block width (the smallest entry whose width >= BLOCK);
+# SMALL_GRID: entries for a grid of fewer than below_programs programs
+# (launch.small_grid_entries).
+# "cuda" compiles without spills on sm_90 (Triton 3.9); in small grids 8
+# warps for groups of 1025-2048 columns, from an H100 sweep
+# (docs/benchmarks.md, fifteenth pass: Nemotron-Nano's 1280-wide groups at 1
+# and 64 tokens 6.59 -> 4.64 and 7.52 -> 6.24 µs against 4 warps; at 256
+# tokens and more of 1024-wide groups 8 warps ran 0.83-0.90x vLLM on an
+# H200, hence small grids only). "xpu" follows Intel's
 # guidance (more warps); it compiles for PVC without spills (triton-xpu 3.3 +
 # ocloc) but has never run on an Intel GPU: UNVERIFIED.
 LAUNCH_CONFIGS: dict[str, dict] = {
-    "cuda": {"BLOCK_T": 1, "MAX_BLOCK": 8192, "num_warps": {512: 1, 2048: 8, 4096: 8, 8192: 16},
-             "compile_options": {}},
+    "cuda": {"BLOCK_T": 1, "MAX_BLOCK": 8192, "num_warps": {512: 1, 2048: 4, 4096: 8, 8192: 16},
+             "compile_options": {},
+             "SMALL_GRID": {"below_programs": 2048,
+                            "num_warps": {512: 1, 2048: 8, 4096: 8, 8192: 16}}},
     # UNVERIFIED: no Intel GPU has run these.
     "xpu": {"BLOCK_T": 1, "MAX_BLOCK": 8192, "num_warps": {512: 2, 2048: 8, 4096: 16, 8192: 32},
             "compile_options": {}},
@@ -159,11 +165,13 @@ def gated_rmsnorm(
         return out
 
     block = min(next_power_of_2(group_size), cfg["MAX_BLOCK"])
-    num_warps = next(w for width, w in sorted(cfg["num_warps"].items()) if width >= block)
-    z_strides = (z.stride(0), z.stride(1)) if z is not None else (0, 0)
     block_t = cfg["BLOCK_T"]
+    grid = (cdiv(tokens, block_t), hidden // group_size)
+    warps_by_width = small_grid_entries(cfg, grid[0] * grid[1])["num_warps"]
+    num_warps = next(w for width, w in sorted(warps_by_width.items()) if width >= block)
+    z_strides = (z.stride(0), z.stride(1)) if z is not None else (0, 0)
     _launch_gated_rmsnorm(
-        (cdiv(tokens, block_t), hidden // group_size),
+        grid,
         (x, z, weight, out),
         (tokens, group_size, float(eps), *x.stride(), *z_strides, *out.stride()),
         {"HAS_Z": z is not None, "NORM_BEFORE_GATE": norm_before_gate,

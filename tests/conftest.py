@@ -35,6 +35,41 @@ def device() -> str:
     return _gpu_device_type() or "cpu"
 
 
+class LaunchSpy:
+    """Stands in for a module's kernel launcher: passes every call on and
+    keeps its arguments (the grid first)."""
+
+    def __init__(self, launch):
+        self.launch = launch
+        self.calls: list[tuple] = []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+        return self.launch(*args)
+
+    @property
+    def launches(self) -> int:
+        return len(self.calls)
+
+    @property
+    def grid(self):
+        """The last launch's grid."""
+        return self.calls[-1][0]
+
+
+@pytest.fixture
+def launch_spy(monkeypatch):
+    """launch_spy(module, name): module.name replaced by a LaunchSpy of it
+    for the test; returns the spy."""
+
+    def install(module, name: str) -> LaunchSpy:
+        spy = LaunchSpy(getattr(module, name))
+        monkeypatch.setattr(module, name, spy)
+        return spy
+
+    return install
+
+
 def _run_python(code: str, env: dict[str, str] | None = None, timeout: int = 600):
     full_env = {
         key: value

@@ -56,7 +56,7 @@ def test_groups_wider_than_one_block(device, monkeypatch, norm_before_gate):
 
 
 @pytest.mark.parametrize("tokens,warps", [(3, 2), (9, 1)])
-def test_small_grid_warps(device, monkeypatch, tokens, warps):
+def test_small_grid_warps(device, monkeypatch, launch_spy, tokens, warps):
     """A grid of fewer programs than SMALL_GRID's below_programs (here 2
     groups x 3 tokens < 8) takes its warps per block width; 9 tokens keep
     the base's."""
@@ -64,16 +64,13 @@ def test_small_grid_warps(device, monkeypatch, tokens, warps):
     monkeypatch.setitem(gated_rmsnorm_module.LAUNCH_CONFIGS[device], "num_warps", {8192: 1})
     monkeypatch.setitem(gated_rmsnorm_module.LAUNCH_CONFIGS[device], "SMALL_GRID",
                         {"below_programs": 8, "num_warps": {8192: 2}})
-    options = []
-    launch = gated_rmsnorm_module._launch_gated_rmsnorm
-    monkeypatch.setattr(gated_rmsnorm_module, "_launch_gated_rmsnorm",
-                        lambda *args: (options.append(args[-1]), launch(*args)))
+    spy = launch_spy(gated_rmsnorm_module, "_launch_gated_rmsnorm")
     gen = torch.Generator().manual_seed(7)
     x, z, weight = _inputs(gen, tokens, 96, torch.float32, device)
     expected = ref.gated_rmsnorm_reference(x.cpu(), z.cpu(), weight.cpu(), 1e-6, 48, False)
     out = gated_rmsnorm(x, z, weight, 1e-6, 48, False)
     torch.testing.assert_close(out.cpu(), expected, **TOLERANCES[torch.float32])
-    assert [o["num_warps"] for o in options] == [warps]
+    assert [call[-1]["num_warps"] for call in spy.calls] == [warps]
 
 
 @pytest.mark.parametrize("max_block", [8192, 32])

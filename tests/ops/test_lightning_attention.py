@@ -167,19 +167,16 @@ def test_decode_matches_reference(device, dtype, state_dtype):
 
 
 @pytest.mark.parametrize("below_programs,value_tiles", [(1 << 20, 5), (1, 2)])
-def test_decode_small_grid_entries(monkeypatch, device, below_programs, value_tiles):
+def test_decode_small_grid_entries(monkeypatch, launch_spy, device, below_programs, value_tiles):
     """A grid with fewer programs than SMALL_GRID's below_programs takes its
     entries (16 value columns per program instead of 64); both match the
     reference."""
     entries = {**lightning_module.LAUNCH_CONFIGS[device]["decode"], "BLOCK_V": 64,
                "SMALL_GRID": {"below_programs": below_programs, "BLOCK_V": 16}}
     monkeypatch.setitem(lightning_module.LAUNCH_CONFIGS[device], "decode", entries)
-    grids = []
-    launch = lightning_module._launch_decode
-    monkeypatch.setattr(lightning_module, "_launch_decode",
-                        lambda grid, *args: (grids.append(grid), launch(grid, *args)))
+    spy = launch_spy(lightning_module, "_launch_decode")
     _check_decode(device, torch.float32, torch.float32)
-    assert grids == [(value_tiles, 4, 5)]
+    assert [call[0] for call in spy.calls] == [(value_tiles, 4, 5)]
 
 
 def _check_decode(device, dtype, state_dtype):

@@ -32,26 +32,9 @@ def _skip_unsupported(device: str, dtype: torch.dtype) -> None:
                     "mis-computes bf16)")
 
 
-class _LaunchSpy:
-    """Stands in for a kernel's launcher; counts its launches and keeps the
-    last grid."""
-
-    def __init__(self, launch):
-        self.launch = launch
-        self.launches = 0
-        self.grid = None
-
-    def __call__(self, grid, *args):
-        self.launches += 1
-        self.grid = grid
-        return self.launch(grid, *args)
-
-
 @pytest.fixture
-def split_kv_spy(monkeypatch):
-    spy = _LaunchSpy(pa_module._launch_split_kv)
-    monkeypatch.setattr(pa_module, "_launch_split_kv", spy)
-    return spy
+def split_kv_spy(launch_spy):
+    return launch_spy(pa_module, "_launch_split_kv")
 
 
 def _force_split_kv(monkeypatch, device: str, enabled: bool) -> None:

@@ -143,22 +143,9 @@ def test_mamba1_per_channel_layout(device, dtype, state_dtype):
     assert torch.equal(states[[0, 3]], before[[0, 3]])
 
 
-class _LaunchSpy:
-    """Stands in for the kernel's launcher; keeps the last grid, constexprs
-    and options."""
-
-    def __init__(self, launch):
-        self.launch = launch
-        self.grid = self.constexprs = self.options = None
-
-    def __call__(self, grid, tensors, ints, constexprs, options):
-        self.grid, self.constexprs, self.options = grid, constexprs, options
-        return self.launch(grid, tensors, ints, constexprs, options)
-
-
 @pytest.mark.parametrize("layout", ["per_head_A", "per_state_A"])
 @pytest.mark.parametrize("below_programs,small", [(1 << 20, True), (1, False)])
-def test_small_grid_entries(monkeypatch, device, layout, below_programs, small):
+def test_small_grid_entries(monkeypatch, launch_spy, device, layout, below_programs, small):
     """A grid with fewer programs than SMALL_GRID's below_programs takes its
     entries (here 16 headdim rows, 2 warps and D and z loaded early), a
     larger one keeps the layout's own; both match the reference."""
@@ -167,8 +154,7 @@ def test_small_grid_entries(monkeypatch, device, layout, below_programs, small):
                "SMALL_GRID": {"below_programs": below_programs, "BLOCK_P": 16, "num_warps": 2,
                               "EARLY_GATE": True}}
     monkeypatch.setitem(ssu_module.LAUNCH_CONFIGS[device], layout, entries)
-    spy = _LaunchSpy(ssu_module._launch_state_update)
-    monkeypatch.setattr(ssu_module, "_launch_state_update", spy)
+    spy = launch_spy(ssu_module, "_launch_state_update")
     gen = torch.Generator().manual_seed(9)
     nheads, headdim, dstate, batch = 2, 64, 16, 3
     x, dt, A, B, C, D, dt_bias, z = _inputs(gen, batch, nheads, headdim, 1, dstate, torch.float32, device)
@@ -178,10 +164,11 @@ def test_small_grid_entries(monkeypatch, device, layout, below_programs, small):
     idx = torch.tensor([3, -1, 1], dtype=torch.int32, device=device)
     _check(states, idx, (x, dt, A, B, C), dict(D=D, z=z, dt_bias=dt_bias, dt_softplus=True),
            torch.float32, torch.float32)
-    assert spy.grid[0] == (4 if small else 1)
-    assert spy.constexprs["BLOCK_P"] == (16 if small else 64)
-    assert spy.options["num_warps"] == (2 if small else 1)
-    assert spy.constexprs["EARLY_GATE"] is small
+    grid, _, _, constexprs, options = spy.calls[-1]
+    assert grid[0] == (4 if small else 1)
+    assert constexprs["BLOCK_P"] == (16 if small else 64)
+    assert options["num_warps"] == (2 if small else 1)
+    assert constexprs["EARLY_GATE"] is small
 
 
 def test_dt_limit(device):
